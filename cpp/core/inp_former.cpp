@@ -1,0 +1,185 @@
+// inp_former.cpp - INP-Former forward pass and state-dict loading.
+#include "inp_former.h"
+
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "errors.h"
+
+namespace inpformer {
+namespace {
+
+std::string shapeString(const torch::IntArrayRef& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+// upstream fuse_feature: stack and mean over the list.
+torch::Tensor fuse(const std::vector<torch::Tensor>& feats, const std::vector<int64_t>& idx) {
+  std::vector<torch::Tensor> picked;
+  for (auto i : idx) picked.push_back(feats[static_cast<size_t>(i)]);
+  return torch::stack(picked, 1).mean(1);
+}
+
+// [B, N, C] patch tokens -> [B, C, side, side], token n at row n / side, column n % side.
+torch::Tensor toFeatureMap(const torch::Tensor& t, int64_t side) {
+  return t.permute({0, 2, 1}).reshape({t.size(0), -1, side, side}).contiguous();
+}
+
+}  // namespace
+
+void validateConfig(const InpFormerConfig& cfg) {
+  auto bad = [](const std::string& m) { throw CoreError(codes::kInvalidArgument, m); };
+  if (cfg.targetLayers.empty()) bad("targetLayers must not be empty");
+  for (auto l : cfg.targetLayers)
+    if (l < 0 || l >= cfg.encoder.depth)
+      bad("targetLayers has layer " + std::to_string(l) + " but the encoder has " +
+          std::to_string(cfg.encoder.depth) + " blocks");
+  auto checkGroups = [&](const std::vector<std::vector<int64_t>>& groups, int64_t n, const char* name) {
+    if (groups.empty()) bad(std::string(name) + " must have at least one group");
+    for (auto& g : groups) {
+      if (g.empty()) bad(std::string(name) + " has an empty group");
+      for (auto i : g)
+        if (i < 0 || i >= n)
+          bad(std::string(name) + " refers to feature " + std::to_string(i) + " of " + std::to_string(n));
+    }
+  };
+  checkGroups(cfg.fuseLayerEncoder, static_cast<int64_t>(cfg.targetLayers.size()), "fuseLayerEncoder");
+  checkGroups(cfg.fuseLayerDecoder, cfg.decoderDepth, "fuseLayerDecoder");
+  if (cfg.fuseLayerEncoder.size() != cfg.fuseLayerDecoder.size())
+    bad("fuseLayerEncoder and fuseLayerDecoder must have the same number of groups");
+  if (cfg.inpNum < 1) bad("inpNum must be at least 1");
+  if (cfg.numHeads < 1 || cfg.encoder.embedDim % cfg.numHeads != 0)
+    bad("numHeads " + std::to_string(cfg.numHeads) + " does not divide embedDim " +
+        std::to_string(cfg.encoder.embedDim));
+  if (cfg.encoder.numHeads < 1 || cfg.encoder.embedDim % cfg.encoder.numHeads != 0)
+    bad("encoder numHeads " + std::to_string(cfg.encoder.numHeads) + " does not divide embedDim " +
+        std::to_string(cfg.encoder.embedDim));
+}
+
+InpFormerNetImpl::InpFormerNetImpl(const InpFormerConfig& cfg) : cfg_(cfg) {
+  validateConfig(cfg);
+  const auto D = cfg.encoder.embedDim;
+  // Registration order = upstream state_dict order: own parameter first, then children.
+  prototype_token = register_parameter("prototype_token", torch::zeros({cfg.inpNum, D}));
+  encoder = register_module("encoder", DinoVisionTransformer(cfg.encoder));
+  bottleneck = register_module("bottleneck", torch::nn::ModuleList());
+  bottleneck->push_back(InpMlp(D, static_cast<int64_t>(D * cfg.mlpRatio), /*bias=*/true));
+  aggregation = register_module("aggregation", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.extractorDepth; ++i)
+    aggregation->push_back(InpExtractorBlock(D, cfg.numHeads, cfg.mlpRatio, cfg.qkvBias, cfg.mlpBias, cfg.inpLnEps));
+  decoder = register_module("decoder", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.decoderDepth; ++i)
+    decoder->push_back(InpDecoderBlock(D, cfg.numHeads, cfg.mlpRatio, cfg.qkvBias, cfg.mlpBias, cfg.inpLnEps));
+  for (auto& p : encoder->parameters()) p.set_requires_grad(false);
+}
+
+NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
+  const int64_t skip = 1 + cfg_.encoder.numRegisterTokens;
+  const int64_t lastLayer = *std::max_element(cfg_.targetLayers.begin(), cfg_.targetLayers.end());
+  std::vector<torch::Tensor> enList;
+  {
+    torch::NoGradGuard noGrad;
+    auto blocks = encoder->blockOutputs(images, lastLayer);
+    for (auto l : cfg_.targetLayers) enList.push_back(blocks[static_cast<size_t>(l)]);
+  }
+  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(enList[0].size(1) - skip)));
+  if (cfg_.removeClassToken)
+    for (auto& e : enList) e = e.slice(1, skip);
+
+  std::vector<int64_t> all(enList.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  auto x = fuse(enList, all);
+
+  const auto B = images.size(0);
+  auto prototypes = prototype_token;
+  for (const auto& blk : *aggregation)
+    prototypes = blk->as<InpExtractorBlockImpl>()->forward(prototypes.unsqueeze(0).repeat({B, 1, 1}), x);
+  auto coherence = inpCoherenceLoss(x, prototypes);
+
+  for (const auto& blk : *bottleneck) x = blk->as<InpMlpImpl>()->forward(x);
+  std::vector<torch::Tensor> deList;
+  for (const auto& blk : *decoder) {
+    x = blk->as<InpDecoderBlockImpl>()->forward(x, prototypes);
+    deList.push_back(x);
+  }
+  std::reverse(deList.begin(), deList.end());
+
+  NetworkOutput out;
+  for (size_t g = 0; g < cfg_.fuseLayerEncoder.size(); ++g) {
+    auto en = fuse(enList, cfg_.fuseLayerEncoder[g]);
+    auto de = fuse(deList, cfg_.fuseLayerDecoder[g]);
+    if (!cfg_.removeClassToken) {
+      en = en.slice(1, skip);
+      de = de.slice(1, skip);
+    }
+    out.en.push_back(toFeatureMap(en, side));
+    out.de.push_back(toFeatureMap(de, side));
+  }
+  out.prototypes = prototypes;
+  out.coherence = coherence;
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> InpFormerNetImpl::trainableParameters() {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto* mod : {&bottleneck, &decoder, &aggregation}) {
+    const auto prefix = mod == &bottleneck ? "bottleneck." : mod == &decoder ? "decoder." : "aggregation.";
+    for (auto& kv : (*mod)->named_parameters()) out.emplace_back(prefix + kv.key(), kv.value());
+  }
+  out.emplace_back("prototype_token", prototype_token);
+  return out;
+}
+
+void InpFormerNetImpl::initTrainable(uint64_t seed) {
+  torch::NoGradGuard noGrad;
+  torch::manual_seed(seed);
+  for (auto* mod : {&bottleneck, &aggregation, &decoder}) {
+    for (auto& sub : (*mod)->modules(/*include_self=*/false)) {
+      if (auto* lin = sub->as<torch::nn::LinearImpl>()) {
+        // timm trunc_normal_(std=.01): inverse-CDF sampling in [a, b] = [-0.03, 0.03].
+        auto& w = lin->weight;
+        const double a = -0.03, b = 0.03, std = 0.01;
+        auto cdf = [](double v) { return (1. + std::erf(v / std::sqrt(2.))) / 2.; };
+        const double l = cdf(a / std), u = cdf(b / std);
+        w.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.)).clamp_(a, b);
+        if (lin->bias.defined()) lin->bias.zero_();
+      } else if (auto* ln = sub->as<torch::nn::LayerNormImpl>()) {
+        ln->weight.fill_(1.0);
+        ln->bias.zero_();
+      } else if (auto* att = sub->as<InpGuidedAttentionImpl>()) {
+        att->learn_scale.fill_(1.0);
+      }
+    }
+  }
+  prototype_token.normal_();
+}
+
+void loadStateDict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard noGrad;
+  auto params = module.named_parameters(/*recurse=*/true);
+  std::set<std::string> seen;
+  for (const auto& kv : tensors) {
+    auto* p = params.find(kv.first);
+    if (p == nullptr)
+      throw CoreError(codes::kCheckpoint, "unexpected key '" + kv.first + "' with shape " +
+                                              shapeString(kv.second.sizes()) + ": the network has no such parameter");
+    if (p->sizes() != kv.second.sizes())
+      throw CoreError(codes::kCheckpoint, "shape mismatch for '" + kv.first + "': the checkpoint has " +
+                                              shapeString(kv.second.sizes()) + ", the network expects " +
+                                              shapeString(p->sizes()));
+    p->copy_(kv.second);
+    seen.insert(kv.first);
+  }
+  for (const auto& kv : params) {
+    if (!seen.count(kv.key()))
+      throw CoreError(codes::kCheckpoint, "missing key '" + kv.key() + "' (shape " +
+                                              shapeString(kv.value().sizes()) + ") in the checkpoint");
+  }
+}
+
+}  // namespace inpformer

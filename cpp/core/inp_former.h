@@ -1,0 +1,57 @@
+// inp_former.h - the INP-Former network: frozen DINOv2 encoder, INP Extractor, bottleneck,
+// INP-guided decoder and layer-group fusion (upstream models/uad.py, INP_Former).
+// Parameter names and order equal upstream's state_dict, so a state dict maps 1:1.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "inp_blocks.h"
+#include "losses.h"
+#include "vit_encoder.h"
+
+namespace inpformer {
+
+struct NetworkOutput {
+  std::vector<torch::Tensor> en;  // per fuse group, [B, C, h, w]
+  std::vector<torch::Tensor> de;  // per fuse group, [B, C, h, w]
+  torch::Tensor prototypes;       // [B, M, C]: the INPs of each image
+  InpCoherence coherence;         // INP coherence loss and its per-token parts
+};
+
+class InpFormerNetImpl : public torch::nn::Module {
+ public:
+  explicit InpFormerNetImpl(const InpFormerConfig& cfg);
+
+  // images: [B, 3, H, W], normalised. The encoder always runs without autograd.
+  NetworkOutput forward(const torch::Tensor& images);
+
+  // Parameters that training updates, in the reference optimiser's order:
+  // bottleneck, decoder, extractor, INPs.
+  std::vector<std::pair<std::string, torch::Tensor>> trainableParameters();
+  // The reference's initialisation of the trainable part (trunc-normal 0.01 in +-0.03 Linear
+  // weights, zero biases, unit LayerNorms, N(0,1) INPs, unit learn_scale), seeded.
+  void initTrainable(uint64_t seed);
+
+  const InpFormerConfig& config() const { return cfg_; }
+
+  torch::Tensor prototype_token;
+  DinoVisionTransformer encoder{nullptr};
+  torch::nn::ModuleList bottleneck{nullptr}, aggregation{nullptr}, decoder{nullptr};
+
+ private:
+  InpFormerConfig cfg_;
+};
+TORCH_MODULE(InpFormerNet);
+
+// Fill a network from named float tensors, strictly: every parameter must be given once with
+// its exact shape; an unknown, missing or mis-shaped key throws a CoreError naming it.
+void loadStateDict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors);
+
+// Validate a configuration before building (layer indices in range, groups non-empty, ...).
+void validateConfig(const InpFormerConfig& cfg);
+
+}  // namespace inpformer

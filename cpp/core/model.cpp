@@ -1,0 +1,126 @@
+// model.cpp - InpFormerModel: device/precision handling around the network, inference, training.
+#include "model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "anomaly_map.h"
+#include "errors.h"
+#include "executor.h"
+
+namespace inpformer {
+
+torch::Device parseDevice(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw CoreError(codes::kInvalidArgument, "unknown device '" + name + "' (use cpu, cuda, cuda:N or auto)");
+  }
+  if (d.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw CoreError(codes::kDevice, "device '" + name + "' was asked for but this libtorch has no usable CUDA (" +
+                                          "build against a CUDA libtorch with LIBTORCH=..., see docs/libtorch.md)");
+    const auto count = static_cast<int>(torch::cuda::device_count());
+    if (d.has_index() && d.index() >= count)
+      throw CoreError(codes::kDevice, "device '" + name + "' does not exist: " + std::to_string(count) + " CUDA device(s)");
+  } else if (!d.is_cpu()) {
+    throw CoreError(codes::kInvalidArgument, "unsupported device '" + name + "'");
+  }
+  return d;
+}
+
+static torch::ScalarType parsePrecision(const std::string& p) {
+  if (p == "float32") return torch::kFloat;
+  if (p == "bfloat16") return torch::kBFloat16;
+  throw CoreError(codes::kInvalidArgument, "unknown precision '" + p + "' (use float32 or bfloat16)");
+}
+
+InpFormerModel::InpFormerModel(const InpFormerConfig& config, const RuntimeOptions& runtime)
+    : config_(config), device_(parseDevice(runtime.device)), dtype_(parsePrecision(runtime.precision)) {
+  net_ = InpFormerNet(config);
+  net_->to(device_, dtype_);
+  net_->eval();
+  blurKernel_ = gaussianKernel2d(5, 4.0, torch::TensorOptions().device(device_));
+}
+
+void InpFormerModel::loadWeights(const std::map<std::string, torch::Tensor>& tensors) {
+  loadStateDict(*net_, tensors);
+}
+
+void InpFormerModel::loadEncoderWeights(const std::map<std::string, torch::Tensor>& tensors) {
+  loadStateDict(*net_->encoder, tensors);
+}
+
+NamedTensors InpFormerModel::stateDict() const {
+  NamedTensors out;
+  for (const auto& kv : net_->named_parameters(true))
+    out.emplace_back(kv.key(), kv.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
+  return out;
+}
+
+torch::Tensor InpFormerModel::toModelInput(const torch::Tensor& images) const {
+  if (images.dim() != 4 || images.size(1) != 3)
+    throw CoreError(codes::kInvalidArgument, "images must have shape [B, 3, H, W]");
+  return images.to(device_, dtype_);
+}
+
+InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeatures) {
+  torch::NoGradGuard noGrad;
+  net_->eval();
+  auto out = net_->forward(toModelInput(images));
+  const auto H = images.size(2), W = images.size(3);
+  // Maps and scores in float32 whatever the network's precision.
+  std::vector<torch::Tensor> en, de;
+  for (auto& t : out.en) en.push_back(t.to(torch::kFloat));
+  for (auto& t : out.de) de.push_back(t.to(torch::kFloat));
+  auto raw = anomalyMapRaw(en, de, H, W);
+  auto blurred = gaussianBlur(raw, blurKernel_);
+  InferenceResult r;
+  r.scores = topRatioScore(blurred, 0.01).to(torch::kCPU).contiguous();
+  r.anomalyMaps = blurred.squeeze(1).to(torch::kCPU).contiguous();
+  if (withFeatures) {
+    for (auto& t : en) r.encoderFeatures.push_back(t.to(torch::kCPU).contiguous());
+    for (auto& t : de) r.decoderFeatures.push_back(t.to(torch::kCPU).contiguous());
+    r.prototypes = out.prototypes.to(torch::kCPU, torch::kFloat).contiguous();
+    r.inpLoss = out.coherence.loss.to(torch::kCPU, torch::kFloat);
+    r.anomalyMapsRaw = raw.squeeze(1).to(torch::kCPU).contiguous();
+  }
+  return r;
+}
+
+void InpFormerModel::beginTraining(const TrainOptions& options) {
+  if (dtype_ != torch::kFloat)
+    throw CoreError(codes::kInvalidArgument, "training runs in float32: create the model with precision 'float32'");
+  trainer_ = std::make_unique<Trainer>(net_, options);
+}
+
+StepStats InpFormerModel::trainStep(const torch::Tensor& batch) {
+  if (!trainer_) throw CoreError(codes::kInvalidArgument, "beginTraining was not called");
+  return trainer_->step(toModelInput(batch));
+}
+
+RuntimeInfo runtimeInfo() {
+  RuntimeInfo info;
+  info.torchVersion = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                      std::to_string(TORCH_VERSION_PATCH);
+  info.cudaAvailable = torch::cuda::is_available();
+  info.cudaDeviceCount = info.cudaAvailable ? static_cast<int>(torch::cuda::device_count()) : 0;
+  info.availableCores = availableCores();
+  info.threads = info.availableCores;
+  // bf16 matrix products go through oneDNN, fast only with avx512_bf16 or AMX.
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::stringstream flags;
+  flags << cpuinfo.rdbuf();
+  const auto text = flags.str();
+  const bool cpuBf16 = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
+  info.bf16MatmulAvailable = info.cudaAvailable || (at::hasMKLDNN() && cpuBf16);
+  info.parallelInfo = at::get_parallel_info();
+  return info;
+}
+
+}  // namespace inpformer

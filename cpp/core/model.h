@@ -1,0 +1,82 @@
+// model.h - what the bindings drive: a network on a device at a precision, with inference
+// (features, anomaly map, score) and a trainer. Knows nothing of Node.
+#pragma once
+#include <torch/torch.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "inp_former.h"
+#include "trainer.h"
+
+namespace inpformer {
+
+struct InferenceResult {
+  torch::Tensor scores;       // [B] float32, CPU
+  torch::Tensor anomalyMaps;  // [B, H, W] float32, CPU (blurred)
+  // With features requested (float32, CPU):
+  std::vector<torch::Tensor> encoderFeatures, decoderFeatures;  // per group [B, C, h, w]
+  torch::Tensor prototypes;                                     // [B, M, C]
+  torch::Tensor inpLoss;                                        // scalar
+  torch::Tensor anomalyMapsRaw;                                 // [B, H, W] before the blur
+};
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+class InpFormerModel {
+ public:
+  InpFormerModel(const InpFormerConfig& config, const RuntimeOptions& runtime);
+
+  // Strict load of float tensors named as upstream's state_dict (CPU tensors, any float dtype).
+  void loadWeights(const std::map<std::string, torch::Tensor>& tensors);
+  // Strict load of the encoder alone (names without the "encoder." prefix).
+  void loadEncoderWeights(const std::map<std::string, torch::Tensor>& tensors);
+  // The reference initialisation of the trainable part (fresh models).
+  void initTrainable(uint64_t seed) { net_->initTrainable(seed); }
+  // Every parameter, upstream names and order, float32 CPU copies.
+  NamedTensors stateDict() const;
+
+  // images: [B, 3, H, W] float32 CPU, normalised.
+  InferenceResult infer(const torch::Tensor& images, bool withFeatures);
+
+  // Training. beginTraining builds the optimiser for a run of totalSteps; trainStep runs one.
+  void beginTraining(const TrainOptions& options);
+  StepStats trainStep(const torch::Tensor& batch);
+  Trainer* trainer() { return trainer_.get(); }
+  void endTraining() { net_->eval(); }
+
+  const InpFormerConfig& config() const { return config_; }
+  torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
+
+ private:
+  torch::Tensor toModelInput(const torch::Tensor& images) const;
+  InpFormerConfig config_;
+  torch::Device device_;
+  torch::ScalarType dtype_;
+  InpFormerNet net_{nullptr};
+  std::unique_ptr<Trainer> trainer_;
+  torch::Tensor blurKernel_;
+};
+
+// Parse "cpu" | "cuda" | "cuda:N" | "auto" (cuda when available, else cpu).
+torch::Device parseDevice(const std::string& name);
+
+struct RuntimeInfo {
+  std::string torchVersion;
+  bool cudaAvailable = false;
+  int cudaDeviceCount = 0;
+  int threads = 0;          // what model worker threads use
+  int availableCores = 0;
+  bool bf16MatmulAvailable = false;
+  std::string parallelInfo;
+};
+RuntimeInfo runtimeInfo();
+
+}  // namespace inpformer

@@ -1,0 +1,50 @@
+// trainer.cpp - the training step of INP_Former_Single_Class.py.
+#include "trainer.h"
+
+#include "losses.h"
+
+namespace inpformer {
+namespace {
+std::vector<torch::Tensor> tensorsOf(const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::vector<torch::Tensor> out;
+  for (const auto& kv : named) out.push_back(kv.second);
+  return out;
+}
+}  // namespace
+
+Trainer::Trainer(InpFormerNet net, TrainOptions options)
+    : net_(std::move(net)),
+      options_(options),
+      params_(tensorsOf(net_->trainableParameters())),
+      optimizer_(params_, StableAdamW::Options{0.9, 0.999, 1e-10, options.weightDecay, 1.0, true}),
+      schedule_(warmCosineSchedule(options.learningRate, options.finalLearningRate, options.totalSteps,
+                                   options.warmupSteps)) {
+  for (auto& p : params_) p.set_requires_grad(true);
+}
+
+double Trainer::learningRateAt(int64_t step) const {
+  const auto i = step - 1;
+  if (i < 0) return schedule_.empty() ? options_.learningRate : schedule_.front();
+  if (i >= static_cast<int64_t>(schedule_.size())) return options_.finalLearningRate;
+  return schedule_[static_cast<size_t>(i)];
+}
+
+StepStats Trainer::step(const torch::Tensor& batch) {
+  net_->train();
+  auto out = net_->forward(batch);
+  auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);
+  auto loss = lossCos + options_.inpLossWeight * out.coherence.loss;
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+  loss.backward();
+  StepStats s;
+  s.step = stepsDone() + 1;
+  s.gradNorm = clipGradNorm(params_, options_.gradClipNorm);
+  s.lr = learningRateAt(s.step);
+  optimizer_.step(s.lr);
+  s.loss = loss.item<double>();
+  s.lossCos = lossCos.item<double>();
+  s.inpLoss = out.coherence.loss.item<double>();
+  return s;
+}
+
+}  // namespace inpformer

@@ -1,0 +1,47 @@
+// trainer.h - one optimisation step of the INP-Former recipe and the state a resume needs.
+#pragma once
+#include <torch/torch.h>
+
+#include "inp_former.h"
+#include "optimizer.h"
+
+namespace inpformer {
+
+struct TrainOptions {
+  int64_t totalSteps = 1;
+  int64_t warmupSteps = 100;
+  double learningRate = 1e-3;
+  double finalLearningRate = 1e-4;
+  double weightDecay = 1e-4;
+  double gradClipNorm = 0.1;
+  double inpLossWeight = 0.2;
+  double softMiningPower = 3.0;
+};
+
+struct StepStats {
+  int64_t step = 0;  // 1-based, over the whole run (resumes continue the count)
+  double lr = 0, loss = 0, lossCos = 0, inpLoss = 0, gradNorm = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(InpFormerNet net, TrainOptions options);
+
+  // loss = softMiningLoss(en, de) + w * coherence; backward; clip; StableAdamW at schedule[step-1].
+  StepStats step(const torch::Tensor& batch);
+
+  int64_t stepsDone() const { return optimizer_.state().step; }
+  double learningRateAt(int64_t step) const;  // 1-based
+  const StableAdamW::State& optimizerState() const { return optimizer_.state(); }
+  void setOptimizerState(StableAdamW::State s) { optimizer_.setState(std::move(s)); }
+  const TrainOptions& options() const { return options_; }
+
+ private:
+  InpFormerNet net_;
+  TrainOptions options_;
+  std::vector<torch::Tensor> params_;
+  StableAdamW optimizer_;
+  std::vector<double> schedule_;
+};
+
+}  // namespace inpformer

@@ -1,0 +1,80 @@
+// vit_encoder.h - the frozen DINOv2 ViT encoder (Meta's dinov2 code, parameter names included).
+// Returns the token sequence after each block, pre-norm, as INP-Former consumes it.
+#pragma once
+#include <torch/torch.h>
+
+#include "config.h"
+
+namespace inpformer {
+
+// LayerScale: x * gamma (a module of its own so the parameter is named ls1.gamma).
+struct LayerScaleImpl : torch::nn::Module {
+  explicit LayerScaleImpl(int64_t dim);
+  torch::Tensor forward(const torch::Tensor& x) { return x * gamma; }
+  torch::Tensor gamma;
+};
+TORCH_MODULE(LayerScale);
+
+// Self-attention with a fused qkv projection, explicit softmax (no fused SDPA: parity).
+struct ViTAttentionImpl : torch::nn::Module {
+  ViTAttentionImpl(int64_t dim, int64_t numHeads);
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t numHeads;
+  double scale;
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+};
+TORCH_MODULE(ViTAttention);
+
+// fc1 -> GELU(erf) -> fc2, or DINOv2-giant's SwiGLU (w12 -> silu(a) * b -> w3).
+struct ViTMlpImpl : torch::nn::Module {
+  ViTMlpImpl(int64_t dim, int64_t hidden, bool swiglu);
+  torch::Tensor forward(const torch::Tensor& x);
+  bool swiglu;
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(ViTMlp);
+
+struct ViTBlockImpl : torch::nn::Module {
+  ViTBlockImpl(const EncoderConfig& cfg);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  ViTAttention attn{nullptr};
+  LayerScale ls1{nullptr}, ls2{nullptr};
+  ViTMlp mlp{nullptr};
+};
+TORCH_MODULE(ViTBlock);
+
+struct PatchEmbedImpl : torch::nn::Module {
+  PatchEmbedImpl(int64_t patchSize, int64_t dim);
+  torch::Tensor forward(const torch::Tensor& x);  // [B,3,H,W] -> [B,N,D]
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+class DinoVisionTransformerImpl : public torch::nn::Module {
+ public:
+  explicit DinoVisionTransformerImpl(const EncoderConfig& cfg);
+
+  // Patch tokens + cls (+ interpolated position embedding) + registers: [B, 1+R+N, D].
+  torch::Tensor prepareTokens(const torch::Tensor& images);
+  // The position table resized to an h x w patch grid as dinov2 does it (bicubic,
+  // scale factor (grid + offset) / 37 passed as a factor, not a size). [1, 1+h*w, D].
+  torch::Tensor interpolatePosEncoding(int64_t gridH, int64_t gridW);
+  // Outputs (pre-norm) of blocks 0..lastBlock.
+  std::vector<torch::Tensor> blockOutputs(const torch::Tensor& images, int64_t lastBlock);
+  // Full DINOv2 forward: final norm, cls token [B, D].
+  torch::Tensor forwardCls(const torch::Tensor& images);
+
+  const EncoderConfig& config() const { return cfg_; }
+
+  torch::Tensor cls_token, pos_embed, register_tokens, mask_token;
+  PatchEmbed patch_embed{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  EncoderConfig cfg_;
+};
+TORCH_MODULE(DinoVisionTransformer);
+
+}  // namespace inpformer

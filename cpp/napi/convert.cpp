@@ -1,0 +1,161 @@
+// convert.cpp - JS <-> core conversions. Validation of user options happens in lib/ (TS);
+// here every read is still checked, so a malformed call throws a TypeError, never crashes.
+#include "convert.h"
+
+#include <cstring>
+
+#include "core/errors.h"
+
+namespace inpformer::napi {
+namespace {
+
+[[noreturn]] void typeError(const std::string& m) { throw CoreError(codes::kInvalidArgument, m); }
+
+Napi::Value get(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+double number(const Napi::Object& o, const char* key, double fallback) {
+  auto v = get(o, key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) typeError(std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int64_t integer(const Napi::Object& o, const char* key, int64_t fallback) {
+  return static_cast<int64_t>(number(o, key, static_cast<double>(fallback)));
+}
+
+bool boolean(const Napi::Object& o, const char* key, bool fallback) {
+  auto v = get(o, key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) typeError(std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string string(const Napi::Object& o, const char* key, const std::string& fallback) {
+  auto v = get(o, key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsString()) typeError(std::string(key) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> intList(const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) typeError(what + " must be an array of integers");
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    auto e = a.Get(i);
+    if (!e.IsNumber()) typeError(what + " must be an array of integers");
+    out.push_back(e.As<Napi::Number>().Int64Value());
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> groups(const Napi::Object& o, const char* key,
+                                         std::vector<std::vector<int64_t>> fallback) {
+  auto v = get(o, key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsArray()) typeError(std::string(key) + " must be an array of arrays");
+  auto a = v.As<Napi::Array>();
+  std::vector<std::vector<int64_t>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(intList(a.Get(i), key));
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what) {
+  if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    typeError(what + ": data must be a Float32Array");
+  auto arr = data.As<Napi::Float32Array>();
+  auto dims = intList(shape, what + ": shape");
+  int64_t numel = 1;
+  for (auto d : dims) {
+    if (d < 0) typeError(what + ": negative dimension in shape");
+    numel *= d;
+  }
+  if (numel != static_cast<int64_t>(arr.ElementLength()))
+    typeError(what + ": shape holds " + std::to_string(numel) + " values but data has " +
+              std::to_string(arr.ElementLength()));
+  auto t = torch::empty(dims, torch::kFloat);
+  if (numel > 0) std::memcpy(t.data_ptr<float>(), arr.Data(), static_cast<size_t>(numel) * sizeof(float));
+  return t;
+}
+
+Napi::Float32Array float32ArrayFrom(Napi::Env env, const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
+  auto out = Napi::Float32Array::New(env, static_cast<size_t>(c.numel()));
+  if (c.numel() > 0) std::memcpy(out.Data(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+  return out;
+}
+
+Napi::Array shapeToJs(Napi::Env env, const torch::Tensor& t) {
+  auto a = Napi::Array::New(env, static_cast<size_t>(t.dim()));
+  for (int64_t i = 0; i < t.dim(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  return a;
+}
+
+std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list) {
+  std::map<std::string, torch::Tensor> out;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    auto item = list.Get(i);
+    if (!item.IsObject()) typeError("weights must be objects { name, data, shape }");
+    auto o = item.As<Napi::Object>();
+    auto name = string(o, "name", "");
+    if (name.empty()) typeError("a weight has no name");
+    out[name] = tensorFromJs(o.Get("data"), o.Get("shape"), "weight '" + name + "'");
+  }
+  return out;
+}
+
+InpFormerConfig configFromJs(const Napi::Object& o) {
+  InpFormerConfig c;
+  auto encV = get(o, "encoder");
+  if (!encV.IsObject()) typeError("config.encoder must be an object");
+  auto e = encV.As<Napi::Object>();
+  c.encoder.embedDim = integer(e, "embedDim", c.encoder.embedDim);
+  c.encoder.depth = integer(e, "depth", c.encoder.depth);
+  c.encoder.numHeads = integer(e, "numHeads", c.encoder.numHeads);
+  c.encoder.numRegisterTokens = integer(e, "numRegisterTokens", c.encoder.numRegisterTokens);
+  c.encoder.patchSize = integer(e, "patchSize", c.encoder.patchSize);
+  c.encoder.posGridSize = integer(e, "posGridSize", c.encoder.posGridSize);
+  c.encoder.mlpHiddenDim = integer(e, "mlpHiddenDim", c.encoder.embedDim * 4);
+  c.encoder.swiglu = boolean(e, "swiglu", false);
+  c.encoder.lnEps = number(e, "lnEps", c.encoder.lnEps);
+  c.encoder.interpolateOffset = number(e, "interpolateOffset", c.encoder.interpolateOffset);
+  auto tl = get(o, "targetLayers");
+  if (!tl.IsUndefined()) c.targetLayers = intList(tl, "targetLayers");
+  c.fuseLayerEncoder = groups(o, "fuseLayerEncoder", c.fuseLayerEncoder);
+  c.fuseLayerDecoder = groups(o, "fuseLayerDecoder", c.fuseLayerDecoder);
+  c.removeClassToken = boolean(o, "removeClassToken", c.removeClassToken);
+  c.inpNum = integer(o, "inpNum", c.inpNum);
+  c.numHeads = integer(o, "numHeads", c.encoder.numHeads);
+  c.decoderDepth = integer(o, "decoderDepth", c.decoderDepth);
+  c.extractorDepth = integer(o, "extractorDepth", c.extractorDepth);
+  c.inpLnEps = number(o, "inpLnEps", c.inpLnEps);
+  c.mlpRatio = number(o, "mlpRatio", c.mlpRatio);
+  c.qkvBias = boolean(o, "qkvBias", c.qkvBias);
+  c.mlpBias = boolean(o, "mlpBias", c.mlpBias);
+  return c;
+}
+
+RuntimeOptions runtimeFromJs(const Napi::Object& o) {
+  RuntimeOptions r;
+  r.device = string(o, "device", r.device);
+  r.precision = string(o, "precision", r.precision);
+  r.threads = static_cast<int>(integer(o, "threads", 0));
+  return r;
+}
+
+TrainOptions trainOptionsFromJs(const Napi::Object& o) {
+  TrainOptions t;
+  t.totalSteps = integer(o, "totalSteps", t.totalSteps);
+  t.warmupSteps = integer(o, "warmupSteps", t.warmupSteps);
+  t.learningRate = number(o, "learningRate", t.learningRate);
+  t.finalLearningRate = number(o, "finalLearningRate", t.finalLearningRate);
+  t.weightDecay = number(o, "weightDecay", t.weightDecay);
+  t.gradClipNorm = number(o, "gradClipNorm", t.gradClipNorm);
+  t.inpLossWeight = number(o, "inpLossWeight", t.inpLossWeight);
+  return t;
+}
+
+}  // namespace inpformer::napi

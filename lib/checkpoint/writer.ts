@@ -1,0 +1,188 @@
+/**
+ * Writes a state dict as torch.save does (zip archive, pickle protocol 2): Python's
+ * `torch.load` opens it as an OrderedDict of float32 tensors that
+ * `INP_Former.load_state_dict(..., strict=True)` accepts. Our configuration travels in the
+ * dict's `_metadata` attribute (where torch keeps per-module versions and which
+ * load_state_dict only consults by module name), so the keys are exactly the model's.
+ * The file is written to a temporary name and renamed: a crash leaves no partial checkpoint.
+ */
+import { createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as yazl from 'yazl';
+
+class PickleWriter {
+  private chunks: Buffer[] = [];
+  private op(...bytes: number[]) {
+    this.chunks.push(Buffer.from(bytes));
+  }
+  raw(b: Buffer) {
+    this.chunks.push(b);
+  }
+  proto() {
+    this.op(0x80, 2);
+  }
+  stop() {
+    this.op(0x2e);
+  }
+  mark() {
+    this.op(0x28);
+  }
+  global(module: string, name: string) {
+    this.op(0x63);
+    this.raw(Buffer.from(`${module}\n${name}\n`, 'latin1'));
+  }
+  str(s: string) {
+    const b = Buffer.from(s, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(b.length);
+    this.op(0x58);
+    this.raw(len);
+    this.raw(b);
+  }
+  int(n: number) {
+    if (!Number.isInteger(n)) throw new Error('not an integer: ' + n);
+    if (n >= 0 && n < 256) this.op(0x4b, n);
+    else if (n >= 0 && n < 65536) this.op(0x4d, n & 0xff, n >> 8);
+    else if (n >= -0x80000000 && n <= 0x7fffffff) {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(n);
+      this.op(0x4a);
+      this.raw(b);
+    } else {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64LE(BigInt(n));
+      this.op(0x8a, 8);
+      this.raw(b);
+    }
+  }
+  bool(v: boolean) {
+    this.op(v ? 0x88 : 0x89);
+  }
+  tupleOfInts(xs: number[]) {
+    if (xs.length === 0) return this.op(0x29);
+    this.mark();
+    xs.forEach((x) => this.int(x));
+    this.op(0x74);
+  }
+  emptyOrderedDict() {
+    this.global('collections', 'OrderedDict');
+    this.op(0x29, 0x52); // EMPTY_TUPLE, REDUCE
+  }
+  emptyDict() {
+    this.op(0x7d);
+  }
+  tuple() {
+    this.op(0x74);
+  }
+  reduce() {
+    this.op(0x52);
+  }
+  binpersid() {
+    this.op(0x51);
+  }
+  setitem() {
+    this.op(0x73);
+  }
+  setitems() {
+    this.op(0x75);
+  }
+  build() {
+    this.op(0x62);
+  }
+  result(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+export interface TensorToSave {
+  name: string;
+  data: Float32Array;
+  shape: number[];
+}
+
+/** The pickle of an OrderedDict of float32 tensors with `_metadata = {namespace: {k: str}}`. */
+export function statePickle(tensors: TensorToSave[], metadata: Record<string, Record<string, string>>): Buffer {
+  const w = new PickleWriter();
+  w.proto();
+  w.emptyOrderedDict();
+  w.mark();
+  tensors.forEach((t, i) => {
+    w.str(t.name);
+    w.global('torch._utils', '_rebuild_tensor_v2');
+    w.mark();
+    // persistent id ('storage', torch.FloatStorage, key, location, numel)
+    w.mark();
+    w.str('storage');
+    w.global('torch', 'FloatStorage');
+    w.str(String(i));
+    w.str('cpu');
+    w.int(t.data.length);
+    w.tuple();
+    w.binpersid();
+    w.int(0);
+    w.tupleOfInts(t.shape);
+    const stride: number[] = [];
+    let acc = 1;
+    for (let d = t.shape.length - 1; d >= 0; d--) {
+      stride.unshift(acc);
+      acc *= t.shape[d];
+    }
+    w.tupleOfInts(stride);
+    w.bool(false);
+    w.emptyOrderedDict();
+    w.tuple();
+    w.reduce();
+  });
+  w.setitems();
+  // BUILD state {'_metadata': {namespace: {key: value}}}
+  w.emptyDict();
+  w.str('_metadata');
+  w.emptyOrderedDict();
+  w.mark();
+  for (const [ns, entries] of Object.entries(metadata)) {
+    w.str(ns);
+    w.emptyDict();
+    w.mark();
+    for (const [k, v] of Object.entries(entries)) {
+      w.str(k);
+      w.str(v);
+    }
+    w.setitems();
+  }
+  w.setitems();
+  w.setitem();
+  w.build();
+  w.stop();
+  return w.result();
+}
+
+/** Write `tensors` to `file` atomically as a torch.save zip archive. */
+export async function writeTorchFile(
+  file: string,
+  tensors: TensorToSave[],
+  metadata: Record<string, Record<string, string>>,
+): Promise<void> {
+  const stem = path.basename(file).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_-]/g, '_') || 'archive';
+  const zip = new yazl.ZipFile();
+  const opts = { compress: false, mtime: new Date(0) };
+  zip.addBuffer(statePickle(tensors, metadata), `${stem}/data.pkl`, opts);
+  tensors.forEach((t, i) => {
+    zip.addBuffer(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), `${stem}/data/${i}`, opts);
+  });
+  zip.addBuffer(Buffer.from('3\n'), `${stem}/version`, opts);
+  zip.end();
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const out = createWriteStream(tmp);
+      out.on('error', reject);
+      zip.outputStream.on('error', reject);
+      out.on('close', () => resolve());
+      zip.outputStream.pipe(out);
+    });
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Typed errors. Every error this package throws or rejects with is an InpFormerError with a
+ * stable `code`; native errors arrive with the same codes (cpp/core/errors.h).
+ */
+
+export class InpFormerError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ERR_INP', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The native addon or libtorch could not be loaded; `message` says what to install. */
+export class NativeLoadError extends InpFormerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_INP_NATIVE_LOAD', options);
+  }
+}
+
+/** A checkpoint is unreadable, truncated, of an unknown layout, or does not fit the network. */
+export class CheckpointError extends InpFormerError {
+  readonly file?: string;
+  constructor(message: string, file?: string, options?: { cause?: unknown }) {
+    super(file ? `${file}: ${message}` : message, 'ERR_INP_CHECKPOINT', options);
+    this.file = file;
+  }
+}
+
+/** An option, tensor shape or input value is invalid. */
+export class InvalidArgumentError extends InpFormerError {
+  constructor(message: string) {
+    super(message, 'ERR_INP_INVALID_ARGUMENT');
+  }
+}
+
+/** An image could not be read or decoded; `file` names it. */
+export class ImageDecodeError extends InpFormerError {
+  readonly file: string;
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
+    super(`${file}: ${problem}`, 'ERR_INP_IMAGE', options);
+    this.file = file;
+  }
+}
+
+/** The model is busy with a job that excludes this one (e.g. predict during fit). */
+export class BusyError extends InpFormerError {
+  constructor(message: string) {
+    super(message, 'ERR_INP_BUSY');
+  }
+}
+
+/** The operation was cancelled through its AbortSignal. */
+export class AbortError extends InpFormerError {
+  constructor(message = 'the operation was aborted') {
+    super(message, 'ERR_INP_ABORTED');
+  }
+}
+
+/** The model was disposed. */
+export class DisposedError extends InpFormerError {
+  constructor(message = 'the model was disposed') {
+    super(message, 'ERR_INP_DISPOSED');
+  }
+}
+
+/** The requested device is not available in this libtorch build. */
+export class DeviceError extends InpFormerError {
+  constructor(message: string) {
+    super(message, 'ERR_INP_DEVICE');
+  }
+}
+
+/** Turn an error from the native layer into its typed class (unknown ones stay InpFormerError). */
+export function fromNativeError(err: unknown): InpFormerError {
+  if (err instanceof InpFormerError) return err;
+  const e = err as { message?: string; code?: string };
+  const message = e?.message ?? String(err);
+  switch (e?.code) {
+    case 'ERR_INP_CHECKPOINT':
+      return new CheckpointError(message);
+    case 'ERR_INP_INVALID_ARGUMENT':
+      return new InvalidArgumentError(message);
+    case 'ERR_INP_BUSY':
+      return new BusyError(message);
+    case 'ERR_INP_ABORTED':
+      return new AbortError(message);
+    case 'ERR_INP_DISPOSED':
+      return new DisposedError(message);
+    case 'ERR_INP_DEVICE':
+      return new DeviceError(message);
+    default:
+      return new InpFormerError(message, e?.code ?? 'ERR_INP_NATIVE', { cause: err });
+  }
+}

@@ -1,0 +1,402 @@
+/**
+ * InpFormer: the public model class. Thin: it validates options, turns checkpoints into named
+ * tensors (lib/architecture.ts), and drives the native model (cpp/) whose every call runs on
+ * the model's own native thread and settles a Promise.
+ */
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import {
+  ArchitectureOptions,
+  EncoderSpec,
+  InterpretedCheckpoint,
+  NetworkConfig,
+  TensorMap,
+  Thresholds,
+  defaultTargetLayers,
+  inferEncoderSpec,
+  inferNetworkConfig,
+  interpretCheckpoint,
+  withEncoderPrefix,
+} from './architecture';
+import { readCheckpointFile } from './checkpoint/reader';
+import { HostTensor } from './checkpoint/tensor';
+import { TensorToSave, writeTorchFile } from './checkpoint/writer';
+import { BusyError, CheckpointError, DisposedError, InpFormerError, InvalidArgumentError, fromNativeError } from './errors';
+import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './native';
+import { normal, rng } from './random';
+
+export type Precision = 'float32' | 'bfloat16';
+
+/** An encoder built from an architecture with random weights: for tests and the offline demo only. */
+export interface RandomEncoderSpec {
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  numRegisterTokens?: number;
+  patchSize?: number;
+  posGridSize?: number;
+  mlpHiddenDim?: number;
+  /** seed of the random weights (default 0) */
+  seed?: number;
+}
+
+export interface CreateOptions extends ArchitectureOptions {
+  /** DINOv2 weights (Meta .pth, timm .safetensors, TorchScript), or a random-encoder spec. */
+  encoder?: string | RandomEncoderSpec;
+  /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' */
+  device?: string;
+  precision?: Precision;
+  /** intra-op threads of this model's native thread (default: the cores this process may use) */
+  threads?: number;
+  /** resize to imageSize x imageSize before the crop (default 448) */
+  imageSize?: number;
+  /** centre crop (default 392); a multiple of the patch size */
+  cropSize?: number;
+  /** seed of the trainable part's initialisation (default 0) */
+  seed?: number;
+}
+
+export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
+  /** replace the encoder weights with those of another file */
+  encoder?: string;
+};
+
+export interface ModelConfig {
+  network: NetworkConfig;
+  imageSize: number;
+  cropSize: number;
+  precision: Precision;
+  device: string;
+  threads: number;
+  /** where the weights came from */
+  source: { kind: InterpretedCheckpoint['kind'] | 'new'; path?: string; encoder: string };
+}
+
+export interface Tensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+export interface InferTensorResult {
+  /** image scores, one per batch item (mean of the top 1% of the blurred map) */
+  scores: Float32Array;
+  /** B x H x W anomaly maps, blurred */
+  anomalyMaps: Float32Array;
+  encoderFeatures?: Tensor[];
+  decoderFeatures?: Tensor[];
+  prototypes?: Tensor;
+  inpLoss?: number;
+  /** B x H x W maps before the Gaussian blur */
+  anomalyMapsRaw?: Float32Array;
+}
+
+function toNativeTensors(m: TensorMap): NativeTensor[] {
+  return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
+}
+
+function checkPositiveInt(v: unknown, name: string): void {
+  if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw new InvalidArgumentError(`${name} must be a positive integer`);
+}
+
+/** Random DINOv2-shaped weights (Meta names), reproducible from the spec's seed. */
+function randomEncoderWeights(spec: EncoderSpec, seed: number): TensorMap {
+  const gauss = normal(rng(seed * 7919 + 17));
+  const uniform = rng(seed * 104729 + 3);
+  const out: TensorMap = new Map();
+  const add = (name: string, shape: number[], fill: (i: number) => number) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = fill(i);
+    out.set(name, HostTensor.fromFloat32(data, shape));
+  };
+  const D = spec.embedDim;
+  const H = spec.mlpHiddenDim;
+  add('cls_token', [1, 1, D], () => 0.05 * gauss());
+  add('pos_embed', [1, spec.posGridSize ** 2 + 1, D], () => 0.05 * gauss());
+  if (spec.numRegisterTokens > 0) add('register_tokens', [1, spec.numRegisterTokens, D], () => 0.05 * gauss());
+  add('mask_token', [1, D], () => 0);
+  add('patch_embed.proj.weight', [D, 3, spec.patchSize, spec.patchSize], () => 0.05 * gauss());
+  add('patch_embed.proj.bias', [D], () => 0.02 * gauss());
+  for (let b = 0; b < spec.depth; b++) {
+    const p = `blocks.${b}.`;
+    add(p + 'norm1.weight', [D], () => 1 + 0.1 * gauss());
+    add(p + 'norm1.bias', [D], () => 0.02 * gauss());
+    add(p + 'attn.qkv.weight', [3 * D, D], () => 0.05 * gauss());
+    add(p + 'attn.qkv.bias', [3 * D], () => 0.02 * gauss());
+    add(p + 'attn.proj.weight', [D, D], () => 0.05 * gauss());
+    add(p + 'attn.proj.bias', [D], () => 0.02 * gauss());
+    add(p + 'ls1.gamma', [D], () => 0.2 + 0.8 * uniform());
+    add(p + 'norm2.weight', [D], () => 1 + 0.1 * gauss());
+    add(p + 'norm2.bias', [D], () => 0.02 * gauss());
+    add(p + 'mlp.fc1.weight', [H, D], () => 0.05 * gauss());
+    add(p + 'mlp.fc1.bias', [H], () => 0.02 * gauss());
+    add(p + 'mlp.fc2.weight', [D, H], () => 0.05 * gauss());
+    add(p + 'mlp.fc2.bias', [D], () => 0.02 * gauss());
+    add(p + 'ls2.gamma', [D], () => 0.2 + 0.8 * uniform());
+  }
+  add('norm.weight', [D], () => 1);
+  add('norm.bias', [D], () => 0);
+  return out;
+}
+
+async function readEncoderFile(file: string): Promise<TensorMap> {
+  const ck = interpretCheckpoint(await readCheckpointFile(file));
+  if (ck.kind === 'encoder') return ck.weights;
+  // an INP-Former checkpoint also holds an encoder
+  const enc: TensorMap = new Map();
+  for (const [k, v] of ck.weights) if (k.startsWith('encoder.')) enc.set(k.slice(8), v);
+  if (enc.size === 0) throw new CheckpointError('holds no encoder weights', file);
+  return enc;
+}
+
+export class InpFormer {
+  #native: NativeModelInstance;
+  #config: ModelConfig;
+  #thresholds: Thresholds | undefined;
+  #exclusive: string | undefined;
+  #pending = new Set<Promise<unknown>>();
+  #disposed = false;
+
+  private constructor(nativeModel: NativeModelInstance, config: ModelConfig, thresholds?: Thresholds) {
+    this.#native = nativeModel;
+    this.#config = config;
+    this.#thresholds = thresholds;
+  }
+
+  /** A new model: encoder from DINOv2 weights (or a random-encoder spec), trainable part initialised as the reference does. */
+  static async create(options: CreateOptions = {}): Promise<InpFormer> {
+    const enc = options.encoder;
+    if (enc === undefined) {
+      throw new InvalidArgumentError(
+        "create() needs options.encoder: a DINOv2 weights file (e.g. 'dinov2_vitb14_reg4_pretrain.pth'), or a random-encoder spec { embedDim, depth, numHeads } for tests",
+      );
+    }
+    let encWeights: TensorMap;
+    let encoderSource: string;
+    let spec: EncoderSpec;
+    if (typeof enc === 'string') {
+      encWeights = await readEncoderFile(enc);
+      encoderSource = enc;
+      spec = inferEncoderSpec(encWeights, options.encoderHeads, enc);
+    } else {
+      for (const k of ['embedDim', 'depth', 'numHeads'] as const) checkPositiveInt(enc[k], `encoder.${k}`);
+      spec = {
+        embedDim: enc.embedDim,
+        depth: enc.depth,
+        numHeads: enc.numHeads,
+        numRegisterTokens: enc.numRegisterTokens ?? 0,
+        patchSize: enc.patchSize ?? 14,
+        posGridSize: enc.posGridSize ?? 37,
+        mlpHiddenDim: enc.mlpHiddenDim ?? enc.embedDim * 4,
+        swiglu: false,
+        lnEps: 1e-6,
+        interpolateOffset: 0.1,
+      };
+      encWeights = randomEncoderWeights(spec, enc.seed ?? 0);
+      encoderSource = `random encoder (seed ${enc.seed ?? 0}; untrained, for tests and demos only)`;
+    }
+    const network: NetworkConfig = {
+      encoder: spec,
+      targetLayers: options.targetLayers ?? defaultTargetLayers(spec.depth),
+      fuseLayerEncoder: options.fuseLayerEncoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
+      fuseLayerDecoder: options.fuseLayerDecoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
+      removeClassToken: options.removeClassToken ?? true,
+      inpNum: options.inpNum ?? 6,
+      numHeads: spec.numHeads,
+      decoderDepth: 8,
+      extractorDepth: 1,
+      mlpRatio: 4,
+      qkvBias: true,
+      mlpBias: true,
+      inpLnEps: 1e-8,
+    };
+    const config = InpFormer.#runtimeConfig(network, options, { kind: 'new', encoder: encoderSource });
+    return InpFormer.#open(config, encWeights, true, options.seed ?? 0, undefined);
+  }
+
+  /** Load an upstream INP-Former .pth, an anomalib .ckpt, or a file saved by `save()`. */
+  static async load(file: string, options: LoadOptions = {}): Promise<InpFormer> {
+    const ck = interpretCheckpoint(await readCheckpointFile(file));
+    if (ck.kind === 'encoder') {
+      throw new CheckpointError("holds only encoder weights: use InpFormer.create({ encoder: file }) and fit()", file);
+    }
+    const weights = ck.weights;
+    let encoderSource = file;
+    if (options.encoder) {
+      for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
+      for (const [k, v] of withEncoderPrefix(await readEncoderFile(options.encoder))) weights.set(k, v);
+      encoderSource = options.encoder;
+    }
+    const network = inferNetworkConfig(weights, ck.recorded, options, file);
+    const config = InpFormer.#runtimeConfig(
+      network,
+      { ...options, imageSize: options.imageSize ?? ck.recorded.imageSize, cropSize: options.cropSize ?? ck.recorded.cropSize,
+        precision: options.precision ?? (ck.recorded.precision as Precision | undefined) },
+      { kind: ck.kind, path: path.resolve(file), encoder: encoderSource },
+    );
+    try {
+      return await InpFormer.#open(config, weights, false, 0, ck.thresholds);
+    } catch (err) {
+      if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
+      throw err;
+    }
+  }
+
+  static #runtimeConfig(network: NetworkConfig, o: CreateOptions | LoadOptions, source: ModelConfig['source']): ModelConfig {
+    checkPositiveInt(o.imageSize, 'imageSize');
+    checkPositiveInt(o.cropSize, 'cropSize');
+    checkPositiveInt(o.threads, 'threads');
+    const imageSize = o.imageSize ?? 448;
+    const cropSize = o.cropSize ?? 392;
+    if (cropSize > imageSize) throw new InvalidArgumentError(`cropSize ${cropSize} is larger than imageSize ${imageSize}`);
+    if (cropSize % network.encoder.patchSize !== 0)
+      throw new InvalidArgumentError(`cropSize ${cropSize} is not a multiple of the patch size ${network.encoder.patchSize}`);
+    const precision = o.precision ?? 'float32';
+    if (precision !== 'float32' && precision !== 'bfloat16') throw new InvalidArgumentError(`precision must be 'float32' or 'bfloat16'`);
+    const threads = o.threads ?? native().runtime().defaultThreads;
+    return { network, imageSize, cropSize, precision, device: o.device ?? 'cpu', threads, source };
+  }
+
+  static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {
+    const addon = native();
+    const nativeModel = new addon.NativeModel(config.threads);
+    try {
+      await nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads },
+        toNativeTensors(weights), seed, encoderOnly);
+    } catch (err) {
+      nativeModel.dispose();
+      throw fromNativeError(err);
+    }
+    return new InpFormer(nativeModel, config, thresholds);
+  }
+
+  /** The configuration (a copy): architecture, preprocessing sizes, runtime, source. */
+  get config(): ModelConfig {
+    return structuredClone(this.#config);
+  }
+
+  /** Calibrated post-processing thresholds, if any (from an anomalib checkpoint, calibration or a saved model). */
+  get thresholds(): Thresholds | undefined {
+    return this.#thresholds ? { ...this.#thresholds } : undefined;
+  }
+
+  /** @internal run one native call, tracked for dispose(), errors typed. */
+  protected track<T>(job: () => Promise<T>, kind: 'shared' | 'exclusive' = 'shared', name = 'this call'): Promise<T> {
+    if (this.#disposed) return Promise.reject(new DisposedError());
+    if (this.#exclusive) return Promise.reject(new BusyError(`the model is busy with ${this.#exclusive}; ${name} must wait until it ends`));
+    const p = job().catch((err) => {
+      throw fromNativeError(err);
+    });
+    this.#pending.add(p);
+    const done = () => this.#pending.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** @internal mark the model as taken by a long job (fit) until the returned release is called. */
+  protected takeExclusive(name: string): () => void {
+    if (this.#disposed) throw new DisposedError();
+    if (this.#exclusive) throw new BusyError(`the model is busy with ${this.#exclusive}`);
+    this.#exclusive = name;
+    return () => {
+      this.#exclusive = undefined;
+    };
+  }
+
+  /** @internal the native model, for the training and prediction modules. */
+  protected get nativeModel(): NativeModelInstance {
+    if (this.#disposed) throw new DisposedError();
+    return this.#native;
+  }
+
+  protected setThresholds(t: Thresholds | undefined): void {
+    this.#thresholds = t;
+  }
+
+  /**
+   * Run the network on normalised images [B, 3, H, W] (H, W multiples of the patch size).
+   * Maps are H x W; with `features`, encoder/decoder group features, prototypes and the INP loss too.
+   */
+  inferTensor(data: Float32Array, shape: [number, number, number, number], options: { features?: boolean } = {}): Promise<InferTensorResult> {
+    if (!(data instanceof Float32Array)) return Promise.reject(new InvalidArgumentError('data must be a Float32Array'));
+    if (!Array.isArray(shape) || shape.length !== 4 || shape[1] !== 3 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+      return Promise.reject(new InvalidArgumentError(`shape must be [B, 3, H, W], got ${JSON.stringify(shape)}`));
+    }
+    const p = this.#config.network.encoder.patchSize;
+    if (shape[2] % p || shape[3] % p) {
+      return Promise.reject(new InvalidArgumentError(`H and W must be multiples of the patch size ${p}, got ${shape[2]}x${shape[3]}`));
+    }
+    if (data.length !== shape.reduce((a, b) => a * b, 1)) {
+      return Promise.reject(new InvalidArgumentError(`data has ${data.length} values, shape ${JSON.stringify(shape)} needs ${shape.reduce((a, b) => a * b, 1)}`));
+    }
+    return this.track(async () => {
+      const r: NativeInferResult = await this.#native.infer(data, shape, options.features === true);
+      const out: InferTensorResult = { scores: r.scores, anomalyMaps: r.anomalyMaps };
+      if (options.features) {
+        out.encoderFeatures = r.encoderFeatures!.map(({ data, shape }) => ({ data, shape }));
+        out.decoderFeatures = r.decoderFeatures!.map(({ data, shape }) => ({ data, shape }));
+        out.prototypes = { data: r.prototypes!.data, shape: r.prototypes!.shape };
+        out.inpLoss = r.inpLoss;
+        out.anomalyMapsRaw = r.anomalyMapsRaw;
+      }
+      return out;
+    }, 'shared', 'inferTensor');
+  }
+
+  /** Every parameter under upstream INP-Former's names, in its state_dict order. */
+  async stateDict(): Promise<TensorToSave[]> {
+    const list = await this.track(() => this.#native.stateDict(), 'shared', 'stateDict');
+    if (this.#config.network.mlpBias) return list.map((t) => ({ name: t.name!, data: t.data, shape: t.shape }));
+    // anomalib's bias-free MLPs: upstream has a slot for each bias, so write zeros there.
+    const out: TensorToSave[] = [];
+    for (const t of list) {
+      out.push({ name: t.name!, data: t.data, shape: t.shape });
+      const m = /^((?:aggregation|decoder)\.\d+\.mlp\.fc[12])\.weight$/.exec(t.name!);
+      if (m) out.push({ name: `${m[1]}.bias`, data: new Float32Array(t.shape[0]), shape: [t.shape[0]] });
+    }
+    return out;
+  }
+
+  /**
+   * Save as a torch.save file that Python's torch.load opens and upstream's
+   * INP_Former.load_state_dict(strict=True) accepts; configuration and thresholds travel in its
+   * metadata, so InpFormer.load restores everything. Written atomically.
+   */
+  async save(file: string): Promise<void> {
+    const tensors = await this.stateDict();
+    const saved = {
+      network: this.#config.network,
+      imageSize: this.#config.imageSize,
+      cropSize: this.#config.cropSize,
+      thresholds: this.#thresholds,
+    };
+    const version = await InpFormer.#packageVersion();
+    await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    await writeTorchFile(file, tensors, {
+      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: version, config: JSON.stringify(saved) },
+    });
+  }
+
+  static async #packageVersion(): Promise<string> {
+    const pkg = JSON.parse(await fs.readFile(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+    return pkg.version;
+  }
+
+  /** Free the native model. Waits for calls in flight; later calls reject with DisposedError. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await Promise.allSettled([...this.#pending]);
+    this.#native.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+}
+
+export { InpFormerError };
