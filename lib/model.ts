@@ -24,6 +24,8 @@ import { TensorToSave, writeTorchFile } from './checkpoint/writer';
 import { BusyError, CheckpointError, DisposedError, InpFormerError, InvalidArgumentError, fromNativeError } from './errors';
 import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './native';
 import { normal, rng } from './random';
+import { FitSource } from './data';
+import { FitOptions, TrainingRun, runTraining } from './training';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -343,9 +345,41 @@ export class InpFormer {
     }, 'shared', 'inferTensor');
   }
 
+  /**
+   * Train on normal images: a folder (recursive; an MVTec category root means train/good), an
+   * array of paths / encoded Buffers / raw pixels, or an iterable of ready [B,3,H,W] batches.
+   * Returns a TrainingRun: `await` it for the summary, `for await` it for progress events.
+   * While it runs, other calls on this model reject with BusyError.
+   */
+  fit(source: FitSource, options: FitOptions = {}): TrainingRun {
+    return new TrainingRun(async (emit) => {
+      const release = this.takeExclusive('fit');
+      try {
+        return await runTraining(
+          {
+            native: this.#native,
+            imageSize: this.#config.imageSize,
+            cropSize: this.#config.cropSize,
+            mlpBias: this.#config.network.mlpBias,
+            saveModel: (file) => this.#saveUnchecked(file),
+          },
+          source,
+          options,
+          emit,
+        );
+      } finally {
+        release();
+      }
+    });
+  }
+
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
   async stateDict(): Promise<TensorToSave[]> {
-    const list = await this.track(() => this.#native.stateDict(), 'shared', 'stateDict');
+    return this.track(() => this.#stateDictUnchecked(), 'shared', 'stateDict');
+  }
+
+  async #stateDictUnchecked(): Promise<TensorToSave[]> {
+    const list = await this.#native.stateDict();
     if (this.#config.network.mlpBias) return list.map((t) => ({ name: t.name!, data: t.data, shape: t.shape }));
     // anomalib's bias-free MLPs: upstream has a slot for each bias, so write zeros there.
     const out: TensorToSave[] = [];
@@ -363,7 +397,11 @@ export class InpFormer {
    * metadata, so InpFormer.load restores everything. Written atomically.
    */
   async save(file: string): Promise<void> {
-    const tensors = await this.stateDict();
+    return this.track(() => this.#saveUnchecked(file), 'shared', 'save');
+  }
+
+  async #saveUnchecked(file: string): Promise<void> {
+    const tensors = await this.#stateDictUnchecked();
     const saved = {
       network: this.#config.network,
       imageSize: this.#config.imageSize,

@@ -50,6 +50,7 @@ export interface NativeOptimizerState {
 
 export interface NativeModelInstance {
   load(config: object, runtime: object, weights: NativeTensor[] | null, seed: number, encoderOnly: boolean): Promise<void>;
+  loadWeights(weights: NativeTensor[]): Promise<void>;
   infer(data: Float32Array, shape: number[], features: boolean): Promise<NativeInferResult>;
   stateDict(): Promise<NativeTensor[]>;
   beginTraining(options: object): Promise<void>;

@@ -56,7 +56,8 @@ InpFormerModel& NativeModel::State::get() {
 
 Napi::Function NativeModel::define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
-                     {InstanceMethod("load", &NativeModel::load), InstanceMethod("infer", &NativeModel::infer),
+                     {InstanceMethod("load", &NativeModel::load), InstanceMethod("loadWeights", &NativeModel::loadWeights),
+                      InstanceMethod("infer", &NativeModel::infer),
                       InstanceMethod("stateDict", &NativeModel::stateDict),
                       InstanceMethod("beginTraining", &NativeModel::beginTraining),
                       InstanceMethod("trainStep", &NativeModel::trainStep),
@@ -101,6 +102,20 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
           }
           weights.clear();
           state->model = std::move(model);
+          return Unit{};
+        },
+        undefinedOf);
+  });
+}
+
+Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
+  return rejected(info.Env(), [&]() -> Napi::Value {
+    auto weights = namedTensorsFromJs(info[0].As<Napi::Array>());
+    auto state = state_;
+    return schedule<Unit>(
+        info.Env(), executor(info.Env()),
+        [state, weights] {
+          state->get().loadWeights(weights);
           return Unit{};
         },
         undefinedOf);

@@ -22,6 +22,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     InpFormerModel& get();
   };
   Napi::Value load(const Napi::CallbackInfo& info);
+  Napi::Value loadWeights(const Napi::CallbackInfo& info);
   Napi::Value infer(const Napi::CallbackInfo& info);
   Napi::Value stateDict(const Napi::CallbackInfo& info);
   Napi::Value beginTraining(const Napi::CallbackInfo& info);

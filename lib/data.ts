@@ -1,0 +1,165 @@
+/**
+ * Training data: batches of preprocessed images produced ahead of the model (bounded prefetch:
+ * decoding on the libuv pool through sharp, resize/crop/normalise on the addon's data thread),
+ * or ready float32 batches supplied by the caller.
+ */
+import { ImageDecodeError, InvalidArgumentError } from './errors';
+import { ImageInput, RgbImage, decodeImage, listImages } from './images';
+import { native } from './native';
+import { permutation, rng } from './random';
+
+export interface TensorBatch {
+  data: Float32Array;
+  shape: [number, number, number, number];
+}
+
+export interface Batch extends TensorBatch {
+  /** seconds the consumer waited for this batch after asking for it */
+  waitSeconds: number;
+}
+
+export interface BatchSource {
+  /** batches per epoch, if known */
+  stepsPerEpoch: number | undefined;
+  /** images per epoch, if known */
+  imagesPerEpoch: number | undefined;
+  epoch(epochIndex: number): AsyncGenerator<Batch>;
+}
+
+export type FitSource = string | ImageInput[] | Iterable<TensorBatch> | AsyncIterable<TensorBatch>;
+
+export interface DataOptions {
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  imageSize: number;
+  cropSize: number;
+  skipBadImages: boolean;
+  prefetchBatches: number;
+  /** decodes in flight at once */
+  decodeConcurrency: number;
+  warn: (message: string) => void;
+}
+
+export function checkTensorBatch(b: unknown, index: number, cropSize?: number): TensorBatch {
+  const batch = b as TensorBatch;
+  if (!batch || !(batch.data instanceof Float32Array) || !Array.isArray(batch.shape))
+    throw new InvalidArgumentError(`batch ${index}: expected { data: Float32Array, shape: [B, 3, H, W] }`);
+  const s = batch.shape;
+  if (s.length !== 4 || s[1] !== 3 || !s.every((d) => Number.isInteger(d) && d > 0))
+    throw new InvalidArgumentError(`batch ${index}: shape must be [B, 3, H, W], got ${JSON.stringify(s)}`);
+  if (batch.data.length !== s[0] * s[1] * s[2] * s[3])
+    throw new InvalidArgumentError(`batch ${index}: data has ${batch.data.length} values, shape ${JSON.stringify(s)} needs ${s[0] * s[1] * s[2] * s[3]}`);
+  if (cropSize !== undefined && (s[2] !== cropSize || s[3] !== cropSize))
+    throw new InvalidArgumentError(`batch ${index}: images are ${s[2]}x${s[3]}, the model's cropSize is ${cropSize}`);
+  return batch;
+}
+
+class TensorBatchSource implements BatchSource {
+  stepsPerEpoch: number | undefined;
+  imagesPerEpoch: number | undefined;
+  constructor(private readonly batches: Iterable<TensorBatch> | AsyncIterable<TensorBatch>) {
+    if (Array.isArray(batches)) {
+      this.stepsPerEpoch = batches.length;
+      this.imagesPerEpoch = batches.reduce((n: number, b: TensorBatch) => n + (b?.shape?.[0] ?? 0), 0);
+    }
+  }
+  async *epoch(): AsyncGenerator<Batch> {
+    let i = 0;
+    const it = this.batches as AsyncIterable<TensorBatch>;
+    for await (const b of it) {
+      const t0 = performance.now();
+      const batch = checkTensorBatch(b, i++);
+      yield { ...batch, waitSeconds: (performance.now() - t0) / 1000 };
+    }
+  }
+}
+
+class ImageBatchSource implements BatchSource {
+  stepsPerEpoch: number;
+  imagesPerEpoch: number;
+  private readonly batchSize: number;
+  constructor(private readonly items: ImageInput[], private readonly o: DataOptions) {
+    const n = items.length;
+    if (n < o.batchSize) {
+      o.warn(`only ${n} image(s), fewer than one batch of ${o.batchSize}: training on batches of ${n}`);
+      this.batchSize = n;
+    } else {
+      this.batchSize = o.batchSize;
+    }
+    this.stepsPerEpoch = Math.floor(n / this.batchSize); // the last short batch is dropped, as the reference does
+    this.imagesPerEpoch = this.stepsPerEpoch * this.batchSize;
+  }
+
+  private async decode(index: number): Promise<RgbImage | undefined> {
+    try {
+      return await decodeImage(this.items[index], index);
+    } catch (err) {
+      if (this.o.skipBadImages && err instanceof ImageDecodeError) {
+        this.o.warn(`skipping ${err.message}`);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  private async makeBatch(indices: number[], limit: <T>(f: () => Promise<T>) => Promise<T>): Promise<TensorBatch | undefined> {
+    const decoded = await Promise.all(indices.map((i) => limit(() => this.decode(i))));
+    const images = decoded.filter((x): x is RgbImage => x !== undefined);
+    if (images.length === 0) return undefined;
+    const data = await native().preprocess(images, this.o.imageSize, this.o.cropSize);
+    return { data, shape: [images.length, 3, this.o.cropSize, this.o.cropSize] };
+  }
+
+  async *epoch(epochIndex: number): AsyncGenerator<Batch> {
+    const n = this.items.length;
+    const order = this.o.shuffle ? permutation(n, rng(this.o.seed * 1000003 + epochIndex)) : [...Array(n).keys()];
+    const batches: number[][] = [];
+    for (let s = 0; s < this.stepsPerEpoch; s++) batches.push(order.slice(s * this.batchSize, (s + 1) * this.batchSize));
+    const limit = concurrencyLimit(this.o.decodeConcurrency);
+    const ahead: Promise<TensorBatch | undefined>[] = [];
+    let next = 0;
+    const fill = () => {
+      while (ahead.length < this.o.prefetchBatches && next < batches.length) {
+        const p = this.makeBatch(batches[next++], limit);
+        p.catch(() => undefined); // surfaced when awaited below
+        ahead.push(p);
+      }
+    };
+    fill();
+    while (ahead.length > 0) {
+      const t0 = performance.now();
+      const batch = await ahead.shift()!;
+      const waitSeconds = (performance.now() - t0) / 1000;
+      fill();
+      if (batch) yield { ...batch, waitSeconds };
+    }
+  }
+}
+
+function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async <T>(f: () => Promise<T>) => {
+    if (active >= max) await new Promise<void>((r) => queue.push(r));
+    active++;
+    try {
+      return await f();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
+}
+
+export async function batchSource(source: FitSource, o: DataOptions): Promise<BatchSource> {
+  if (typeof source === 'string') return new ImageBatchSource(await listImages(source), o);
+  if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || Buffer.isBuffer(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
+    if (source.length === 0) throw new InvalidArgumentError('no training images were given');
+    return new ImageBatchSource(source as ImageInput[], o);
+  }
+  if (source && (Symbol.iterator in Object(source) || Symbol.asyncIterator in Object(source))) {
+    return new TensorBatchSource(source as Iterable<TensorBatch>);
+  }
+  throw new InvalidArgumentError('fit source must be a folder, an array of image paths/Buffers, or an iterable of { data, shape } batches');
+}

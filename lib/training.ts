@@ -1,0 +1,327 @@
+/**
+ * fit(): the INP-Former recipe driven from JS, one native step at a time. Each step runs on the
+ * model's own native thread, so the event loop stays free; between steps we check the
+ * AbortSignal, report progress and write checkpoints. The run is a TrainingRun: await it for
+ * the summary, or iterate it (`for await`) for progress events.
+ */
+import { interpretCheckpoint } from './architecture';
+import { DICT_STATE } from './checkpoint/pickle';
+import { readCheckpointFile } from './checkpoint/reader';
+import { HostTensor } from './checkpoint/tensor';
+import { writeTorchFile } from './checkpoint/writer';
+import { BatchSource, FitSource, batchSource } from './data';
+import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from './errors';
+import { NativeModelInstance, NativeOptimizerState, NativeTensor } from './native';
+
+export interface FitProgress {
+  type: 'step' | 'epoch';
+  /** 1-based */
+  epoch: number;
+  epochs: number;
+  /** 1-based, over the whole run */
+  step: number;
+  steps: number;
+  /** total loss of the step (for 'epoch': the epoch's mean) */
+  loss: number;
+  /** INP coherence loss (before its 0.2 weight) */
+  inpLoss: number;
+  lr: number;
+  /** gradient norm before clipping */
+  gradNorm: number;
+  imagesPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface FitSummary {
+  steps: number;
+  epochs: number;
+  finalLoss: number;
+  seconds: number;
+  imagesSeen: number;
+  imagesPerSecond: number;
+  /** seconds the model waited for data (decode + preprocess not ready in time) */
+  dataWaitSeconds: number;
+  dataWaitShare: number;
+}
+
+export interface FitOptions {
+  /** default 200 (anomalib's) */
+  epochs?: number;
+  /** stop after this many steps (the schedule spans min(epochs * stepsPerEpoch, maxSteps)) */
+  maxSteps?: number;
+  /** default 16 */
+  batchSize?: number;
+  /** peak learning rate, default 1e-3 */
+  learningRate?: number;
+  /** final learning rate of the cosine, default 1e-4 */
+  finalLearningRate?: number;
+  /** linear warm-up steps, default 100 */
+  warmupSteps?: number;
+  weightDecay?: number;
+  gradClipNorm?: number;
+  /** shuffle seed, default 0 */
+  seed?: number;
+  shuffle?: boolean;
+  /** skip unreadable images with a warning instead of failing */
+  skipBadImages?: boolean;
+  /** batches prepared ahead of the model (default 2) */
+  prefetchBatches?: number;
+  /** save model + training state every `everyEpochs` epochs and at the end */
+  checkpoint?: { path: string; everyEpochs?: number };
+  /** continue a run from a checkpoint written by `checkpoint` */
+  resumeFrom?: string;
+  signal?: AbortSignal;
+  onProgress?: (event: FitProgress) => void;
+  /** warnings (default: process.emitWarning) */
+  onWarning?: (message: string) => void;
+}
+
+export interface TrainingContext {
+  native: NativeModelInstance;
+  imageSize: number;
+  cropSize: number;
+  mlpBias: boolean;
+  saveModel(file: string): Promise<void>;
+}
+
+/** A running fit: await it for the summary, or `for await` it for progress events. */
+export class TrainingRun implements PromiseLike<FitSummary>, AsyncIterable<FitProgress> {
+  readonly #promise: Promise<FitSummary>;
+  readonly #subscribers = new Set<(e: FitProgress | null) => void>();
+
+  constructor(start: (emit: (e: FitProgress) => void) => Promise<FitSummary>) {
+    this.#promise = start((e) => this.#subscribers.forEach((s) => s(e)));
+    const end = () => this.#subscribers.forEach((s) => s(null));
+    this.#promise.then(end, end);
+  }
+
+  then<A = FitSummary, B = never>(
+    onfulfilled?: ((value: FitSummary) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.#promise.then(onfulfilled, onrejected);
+  }
+
+  catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<FitSummary | B> {
+    return this.#promise.catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<FitSummary> {
+    return this.#promise.finally(onfinally);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<FitProgress, FitSummary> {
+    const queue: (FitProgress | null)[] = [];
+    let wake: (() => void) | undefined;
+    const sub = (e: FitProgress | null) => {
+      queue.push(e);
+      wake?.();
+    };
+    this.#subscribers.add(sub);
+    try {
+      for (;;) {
+        if (queue.length === 0) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        const e = queue.shift()!;
+        if (e === null) return await this.#promise;
+        yield e;
+      }
+    } finally {
+      this.#subscribers.delete(sub);
+    }
+  }
+}
+
+function positiveInt(v: unknown, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return v as number;
+}
+
+function nonNegative(v: unknown, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
+  return v;
+}
+
+interface TrainingState {
+  epochsDone: number;
+  totalSteps: number;
+  options: Record<string, number | boolean>;
+}
+
+function stateFile(checkpointPath: string): string {
+  return `${checkpointPath}.train-state`;
+}
+
+async function saveTrainingState(ctx: TrainingContext, file: string, state: TrainingState): Promise<void> {
+  const opt = await ctx.native.optimizerState();
+  const tensors: { name: string; data: Float32Array; shape: number[] }[] = [];
+  const add = (prefix: string, list: NativeTensor[]) =>
+    list.forEach((t, i) => tensors.push({ name: `${prefix}.${i}`, data: t.data, shape: t.shape }));
+  add('exp_avg', opt.expAvg);
+  add('exp_avg_sq', opt.expAvgSq);
+  add('max_exp_avg_sq', opt.maxExpAvgSq);
+  // The state first, then the model: a model file always has its state beside it.
+  await writeTorchFile(stateFile(file), tensors, {
+    inp_former_training: { format: 'inp-former-training-state', step: String(opt.step), state: JSON.stringify(state) },
+  });
+  await ctx.saveModel(file);
+}
+
+async function loadTrainingState(file: string): Promise<{ state: TrainingState; optimizer: NativeOptimizerState; weights: NativeTensor[] }> {
+  const model = interpretCheckpoint(await readCheckpointFile(file));
+  const sfile = stateFile(file);
+  const raw = await readCheckpointFile(sfile).catch((err) => {
+    throw new CheckpointError(`no training state beside the checkpoint (${sfile}): ${(err as Error).message}`, file);
+  });
+  const root = raw.root as Map<string, unknown>;
+  const meta = ((root as unknown as Record<symbol, unknown>)[DICT_STATE] as Map<string, unknown> | undefined)?.get('_metadata') as
+    | Map<string, Map<string, string>>
+    | undefined;
+  const info = meta?.get('inp_former_training');
+  if (!info) throw new CheckpointError('not an inp-former training state', sfile);
+  const list = (prefix: string) => {
+    const out: NativeTensor[] = [];
+    for (let i = 0; root.has(`${prefix}.${i}`); i++) {
+      const t = root.get(`${prefix}.${i}`) as HostTensor;
+      out.push({ data: t.toFloat32(), shape: t.shape });
+    }
+    return out;
+  };
+  return {
+    state: JSON.parse(info.get('state')!),
+    optimizer: { step: Number(info.get('step')), expAvg: list('exp_avg'), expAvgSq: list('exp_avg_sq'), maxExpAvgSq: list('max_exp_avg_sq') },
+    weights: [...model.weights].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape })),
+  };
+}
+
+export async function runTraining(
+  ctx: TrainingContext,
+  source: FitSource,
+  options: FitOptions,
+  emit: (e: FitProgress) => void,
+): Promise<FitSummary> {
+  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
+  const report = (e: FitProgress) => {
+    emit(e);
+    if (options.onProgress) {
+      try {
+        options.onProgress(e);
+      } catch (err) {
+        warn(`onProgress threw (ignored): ${(err as Error)?.message ?? err}`);
+      }
+    }
+  };
+  const o = {
+    epochs: positiveInt(options.epochs, 'epochs', 200),
+    batchSize: positiveInt(options.batchSize, 'batchSize', 16),
+    warmupSteps: options.warmupSteps === undefined ? 100 : Math.floor(nonNegative(options.warmupSteps, 'warmupSteps', 100)),
+    learningRate: nonNegative(options.learningRate, 'learningRate', 1e-3),
+    finalLearningRate: nonNegative(options.finalLearningRate, 'finalLearningRate', 1e-4),
+    weightDecay: nonNegative(options.weightDecay, 'weightDecay', 1e-4),
+    gradClipNorm: nonNegative(options.gradClipNorm, 'gradClipNorm', 0.1),
+    seed: options.seed === undefined ? 0 : Math.floor(nonNegative(options.seed, 'seed', 0)),
+    shuffle: options.shuffle ?? true,
+  };
+  const maxSteps = options.maxSteps === undefined ? undefined : positiveInt(options.maxSteps, 'maxSteps', 1);
+  const everyEpochs = positiveInt(options.checkpoint?.everyEpochs, 'checkpoint.everyEpochs', 1);
+  options.signal?.throwIfAborted?.();
+
+  const source_: BatchSource = await batchSource(source, {
+    batchSize: o.batchSize,
+    shuffle: o.shuffle,
+    seed: o.seed,
+    imageSize: ctx.imageSize,
+    cropSize: ctx.cropSize,
+    skipBadImages: options.skipBadImages ?? false,
+    prefetchBatches: positiveInt(options.prefetchBatches, 'prefetchBatches', 2),
+    decodeConcurrency: 4,
+    warn,
+  });
+  const perEpoch = source_.stepsPerEpoch;
+  if (perEpoch === undefined && maxSteps === undefined)
+    throw new InvalidArgumentError('with an iterable of batches of unknown length, pass maxSteps (it sets the learning-rate schedule)');
+  let totalSteps = Math.min(perEpoch === undefined ? Infinity : perEpoch * o.epochs, maxSteps ?? Infinity);
+
+  let epochsDone = 0;
+  let resume: Awaited<ReturnType<typeof loadTrainingState>> | undefined;
+  if (options.resumeFrom) {
+    resume = await loadTrainingState(options.resumeFrom);
+    totalSteps = resume.state.totalSteps;
+    epochsDone = resume.state.epochsDone;
+  }
+  try {
+    await ctx.native.beginTraining({ ...o, totalSteps });
+    if (resume) {
+      await ctx.native.loadWeights(resume.weights);
+      await ctx.native.setOptimizerState(resume.optimizer);
+    }
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+
+  const started = performance.now();
+  let step = resume?.optimizer.step ?? 0;
+  const firstStep = step;
+  let imagesSeen = 0;
+  let dataWait = 0;
+  let finalLoss = NaN;
+  let lastLr = 0;
+  let lastGrad = 0;
+  const rate = () => imagesSeen / Math.max(1e-9, (performance.now() - started) / 1000);
+  const eta = () => {
+    const done = step - firstStep;
+    const elapsed = (performance.now() - started) / 1000;
+    return done > 0 ? ((totalSteps - step) * elapsed) / done : NaN;
+  };
+  for (let epoch = epochsDone; epoch < o.epochs && step < totalSteps; epoch++) {
+    let lossSum = 0;
+    let inpSum = 0;
+    let n = 0;
+    for await (const batch of source_.epoch(epoch)) {
+      if (options.signal?.aborted) throw new AbortError(`training aborted after step ${step}`);
+      dataWait += batch.waitSeconds;
+      let s;
+      try {
+        s = await ctx.native.trainStep(batch.data, batch.shape);
+      } catch (err) {
+        throw fromNativeError(err);
+      }
+      step = s.step;
+      imagesSeen += batch.shape[0];
+      finalLoss = s.loss;
+      lastLr = s.lr;
+      lastGrad = s.gradNorm;
+      lossSum += s.loss;
+      inpSum += s.inpLoss;
+      n++;
+      report({
+        type: 'step', epoch: epoch + 1, epochs: o.epochs, step, steps: totalSteps, loss: s.loss, inpLoss: s.inpLoss,
+        lr: s.lr, gradNorm: s.gradNorm, imagesPerSecond: rate(), etaSeconds: eta(),
+      });
+      if (step >= totalSteps) break;
+    }
+    if (n === 0) throw new InvalidArgumentError(`epoch ${epoch + 1} produced no batch (every image was skipped?)`);
+    epochsDone = epoch + 1;
+    report({
+      type: 'epoch', epoch: epoch + 1, epochs: o.epochs, step, steps: totalSteps, loss: lossSum / n, inpLoss: inpSum / n,
+      lr: lastLr, gradNorm: lastGrad, imagesPerSecond: rate(), etaSeconds: eta(),
+    });
+    const last = epochsDone >= o.epochs || step >= totalSteps;
+    if (options.checkpoint && (epochsDone % everyEpochs === 0 || last)) {
+      await saveTrainingState(ctx, options.checkpoint.path, { epochsDone, totalSteps, options: o });
+    }
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    steps: step,
+    epochs: epochsDone,
+    finalLoss,
+    seconds,
+    imagesSeen,
+    imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9),
+    dataWaitSeconds: dataWait,
+    dataWaitShare: dataWait / Math.max(seconds, 1e-9),
+  };
+}
