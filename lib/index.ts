@@ -17,3 +17,4 @@ export {
   DisposedError,
   DeviceError,
 } from './errors';
+export { normalizeScore, normalizeMap } from './postprocess';

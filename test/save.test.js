@@ -1,0 +1,62 @@
+// model.save(): a torch.save file Python reads as upstream's state dict; InpFormer.load restores it.
+'use strict';
+const test = require('ava');
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { InpFormer } = require('..');
+const { FIXTURE, inputBatch, tmpdir, FIXTURE_SIZES } = require('./helpers');
+
+const PYTHON = '/usr/bin/python3';
+const compare = (saved, reference) =>
+  JSON.parse(execFileSync(PYTHON, [path.join(__dirname, 'python', 'compare_state_dict.py'), saved, reference], { encoding: 'utf8' }));
+
+const input = inputBatch([0, 1, 2]);
+
+test('saved upstream model: torch.load sees exactly reference-a keys, shapes, dtypes and values', async (t) => {
+  const dir = tmpdir();
+  const file = path.join(dir, 'model.pth');
+  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const before = await model.inferTensor(input.data, input.shape);
+  await model.save(file);
+  await model.dispose();
+  t.deepEqual(fs.readdirSync(dir), ['model.pth'], 'no temporary file left behind');
+
+  const report = compare(file, path.join(FIXTURE, 'inp_former.pth'));
+  t.log(JSON.stringify({ ...report, metadata: undefined }));
+  t.is(report.type, 'OrderedDict');
+  t.true(report.same_keys);
+  t.deepEqual(report.shape_or_dtype_mismatch, []);
+  t.is(report.max_abs_diff, 0);
+  t.true(report.strict_load);
+  t.truthy(report.metadata.inp_former.config);
+
+  const reloaded = await InpFormer.load(file);
+  t.is(reloaded.config.source.kind, 'inp-former');
+  t.is(reloaded.config.cropSize, 224, 'preprocessing sizes travel with the model');
+  t.deepEqual(reloaded.config.network, (await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES)).config.network);
+  const after = await reloaded.inferTensor(input.data, input.shape);
+  t.deepEqual(after.scores, before.scores);
+  t.deepEqual(after.anomalyMaps, before.anomalyMaps);
+  await reloaded.dispose();
+});
+
+test('saved anomalib model: zero MLP biases for upstream, thresholds kept, bias-free again on load', async (t) => {
+  const dir = tmpdir();
+  const file = path.join(dir, 'from-anomalib.pth');
+  const model = await InpFormer.load(path.join(FIXTURE, 'anomalib_inp_former.ckpt'), FIXTURE_SIZES);
+  const before = await model.inferTensor(input.data, input.shape);
+  await model.save(file);
+  const thresholds = model.thresholds;
+  await model.dispose();
+  const report = compare(file, path.join(FIXTURE, 'inp_former.pth'));
+  t.true(report.same_keys);
+  t.deepEqual(report.shape_or_dtype_mismatch, []);
+  t.true(report.strict_load);
+  const reloaded = await InpFormer.load(file);
+  t.false(reloaded.config.network.mlpBias);
+  t.deepEqual(reloaded.thresholds, thresholds);
+  const after = await reloaded.inferTensor(input.data, input.shape);
+  t.deepEqual(after.scores, before.scores);
+  await reloaded.dispose();
+});
