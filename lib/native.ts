@@ -74,7 +74,7 @@ export function explainLoadFailure(message: string): string {
   const lines: string[] = [];
   if (missing) {
     lines.push(`inp-former: the native addon needs ${missing}, which was not found.`);
-    if (/^lib(torch|c10|torch_cpu|torch_cuda|c10_cuda)\b/.test(missing)) {
+    if (/^lib(torch|c10)/.test(missing)) {
       lines.push(
         '  On Debian/Ubuntu: sudo apt-get install libtorch-dev libopenblas0-pthread',
         '  With another libtorch (official zip, CUDA build): rebuild against it with',

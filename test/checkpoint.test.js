@@ -1,0 +1,141 @@
+// The checkpoint reader: safe on hostile input, typed errors on damaged files, all formats.
+'use strict';
+const test = require('ava');
+const fs = require('node:fs');
+const path = require('node:path');
+const { InpFormer, CheckpointError } = require('..');
+const { unpickle, PyObject } = require('../dist/checkpoint/pickle');
+const { readCheckpointFile } = require('../dist/checkpoint/reader');
+const { FIXTURE, tmpdir, FIXTURE_SIZES, inputBatch } = require('./helpers');
+
+test('a pickle that would run os.system yields an inert object and runs nothing', (t) => {
+  const marker = path.join(tmpdir(), 'pwned');
+  // protocol 2: GLOBAL os.system, ('touch <marker>',), REDUCE, STOP
+  const cmd = Buffer.from(`touch ${marker}`);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(cmd.length);
+  const pkl = Buffer.concat([
+    Buffer.from([0x80, 0x02]), Buffer.from('cos\nsystem\n', 'latin1'),
+    Buffer.from([0x58]), len, cmd, Buffer.from([0x85, 0x52, 0x2e]),
+  ]);
+  const value = unpickle(pkl);
+  t.true(value instanceof PyObject);
+  t.is(value.cls.qualified, 'os.system');
+  t.false(fs.existsSync(marker));
+});
+
+test('unknown classes of the anomalib checkpoint become placeholders', async (t) => {
+  const file = await readCheckpointFile(path.join(FIXTURE, 'anomalib_inp_former.ckpt'));
+  const hp = file.root.get('hyper_parameters');
+  t.true(hp.get('pre_processor') instanceof PyObject);
+  t.is(hp.get('pre_processor').cls.qualified, 'anomalib.pre_processing.pre_processor.PreProcessor');
+  t.is(hp.get('encoder_name'), 'dinov2reg_vit_small_14');
+  // numpy float64 scalars and arrays do not break the reader
+  const sched = file.root.get('lr_schedulers')[0];
+  t.is(sched.get('final_value'), 0.0001);
+});
+
+function copyWith(name, mutate) {
+  const dir = tmpdir();
+  const dest = path.join(dir, name);
+  const bytes = Buffer.from(fs.readFileSync(path.join(FIXTURE, name)));
+  fs.writeFileSync(dest, mutate(bytes));
+  return dest;
+}
+
+test('a truncated checkpoint gives a CheckpointError naming the file', async (t) => {
+  const file = copyWith('inp_former.pth', (b) => b.subarray(0, Math.floor(b.length / 2)));
+  const err = await t.throwsAsync(InpFormer.load(file), { instanceOf: CheckpointError });
+  t.true(err.message.includes(file));
+  t.is(err.code, 'ERR_INP_CHECKPOINT');
+});
+
+test('a corrupted pickle gives a CheckpointError', async (t) => {
+  const file = copyWith('inp_former.pth', (b) => {
+    // the first stored record is data.pkl: damage its opcodes just after the local header
+    const nameLen = b.readUInt16LE(26);
+    const extraLen = b.readUInt16LE(28);
+    const start = 30 + nameLen + extraLen;
+    b.fill(0xff, start + 2, start + 40);
+    return b;
+  });
+  await t.throwsAsync(InpFormer.load(file), { instanceOf: CheckpointError });
+});
+
+test('a wrong file type gives a CheckpointError', async (t) => {
+  const dir = tmpdir();
+  const file = path.join(dir, 'not-a-model.pth');
+  fs.writeFileSync(file, 'hello world, this is text');
+  await t.throwsAsync(InpFormer.load(file), { instanceOf: CheckpointError, message: /unknown file format/ });
+  await t.throwsAsync(InpFormer.load(path.join(dir, 'missing.pth')), { instanceOf: CheckpointError, message: /cannot open/ });
+});
+
+test('a shape mismatch names the key and both shapes', async (t) => {
+  // swap in an encoder whose pos_embed has another size: the strict load names it
+  const dir = tmpdir();
+  const { writeTorchFile } = require('../dist/checkpoint/writer');
+  const file = await readCheckpointFile(path.join(FIXTURE, 'dinov2_encoder.pth'));
+  const tensors = [...file.root].map(([name, v]) => ({ name, data: v.toFloat32(), shape: v.shape }));
+  const qkv = tensors.find((x) => x.name === 'blocks.3.attn.qkv.bias');
+  qkv.data = new Float32Array(100);
+  qkv.shape = [100];
+  const enc = path.join(dir, 'bad-encoder.pth');
+  await writeTorchFile(enc, tensors, {});
+  const err = await t.throwsAsync(InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, encoder: enc }), {
+    instanceOf: CheckpointError,
+  });
+  t.regex(err.message, /encoder\.blocks\.3\.attn\.qkv\.bias/);
+  t.regex(err.message, /\[100\]/);
+  t.regex(err.message, /\[288\]/);
+});
+
+test('an encoder-only file is refused by load() with a pointer to create()', async (t) => {
+  await t.throwsAsync(InpFormer.load(path.join(FIXTURE, 'dinov2_encoder.pth')), { instanceOf: CheckpointError, message: /create/ });
+});
+
+test('safetensors encoders (timm names, registers folded into cls) give the same network', async (t) => {
+  // Build a timm-style safetensors file from the Meta weights, as timm's converter does.
+  const file = await readCheckpointFile(path.join(FIXTURE, 'dinov2_encoder.pth'));
+  const entries = [];
+  for (const [name, v] of file.root) {
+    if (name === 'mask_token') continue;
+    let data = v.toFloat32();
+    let shape = v.shape;
+    let key = name;
+    if (name === 'register_tokens') key = 'reg_token';
+    if (name === 'pos_embed') {
+      data = data.slice(shape[2]);
+      shape = [1, shape[1] - 1, shape[2]];
+    }
+    if (name === 'cls_token') {
+      const pos = file.root.get('pos_embed').toFloat32();
+      data = data.map((x, i) => Math.fround(x + pos[i]));
+    }
+    entries.push({ key, data, shape });
+  }
+  const header = {};
+  let offset = 0;
+  for (const e of entries) {
+    header[e.key] = { dtype: 'F32', shape: e.shape, data_offsets: [offset, offset + e.data.byteLength] };
+    offset += e.data.byteLength;
+  }
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const dir = tmpdir();
+  const st = path.join(dir, 'timm.safetensors');
+  fs.writeFileSync(st, Buffer.concat([len, json, ...entries.map((e) => Buffer.from(e.data.buffer))]));
+
+  const input = inputBatch([0, 1]);
+  const a = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const b = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, encoder: st });
+  const ra = await a.inferTensor(input.data, input.shape);
+  const rb = await b.inferTensor(input.data, input.shape);
+  let err = 0;
+  for (let i = 0; i < ra.anomalyMaps.length; i++) err = Math.max(err, Math.abs(ra.anomalyMaps[i] - rb.anomalyMaps[i]));
+  t.log(`max map difference ${err}`);
+  t.true(err < 1e-5);
+  await a.dispose();
+  await b.dispose();
+});

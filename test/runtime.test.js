@@ -1,0 +1,66 @@
+// runtime(), threads, the async contract and the typed error path of the native layer.
+'use strict';
+const test = require('ava');
+const os = require('node:os');
+const path = require('node:path');
+const { InpFormer, runtime, InvalidArgumentError, DisposedError, DeviceError } = require('..');
+const { FIXTURE, FIXTURE_SIZES, inputBatch } = require('./helpers');
+const pkg = require('../package.json');
+
+const tiny = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 };
+
+test('runtime() reports versions, devices, threads and bf16', (t) => {
+  const r = runtime();
+  t.is(r.version, pkg.version);
+  t.regex(r.torchVersion, /^\d+\.\d+\.\d+$/);
+  t.is(typeof r.cudaAvailable, 'boolean');
+  t.is(r.cudaDeviceCount, r.cudaAvailable ? r.cudaDeviceCount : 0);
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  t.is(r.threads, cores, 'threads default to the cores this process may use');
+  t.is(typeof r.bf16, 'boolean');
+});
+
+test('ESM import gives the same API', async (t) => {
+  const esm = await import(path.join(__dirname, '..', 'dist', 'index.mjs'));
+  t.is(typeof esm.InpFormer.load, 'function');
+  t.is(esm.runtime().version, pkg.version);
+});
+
+test('inferTensor rejects bad shapes and data with InvalidArgumentError', async (t) => {
+  const model = await InpFormer.create({ encoder: tiny, cropSize: 112, imageSize: 128 });
+  await t.throwsAsync(model.inferTensor(new Float32Array(10), [1, 3, 112, 112]), { instanceOf: InvalidArgumentError, message: /37632/ });
+  await t.throwsAsync(model.inferTensor(new Float32Array(3 * 100 * 100), [1, 3, 100, 100]), { instanceOf: InvalidArgumentError, message: /multiples of the patch size/ });
+  await t.throwsAsync(model.inferTensor(new Float32Array(4 * 112 * 112), [1, 4, 112, 112]), { instanceOf: InvalidArgumentError });
+  await t.throwsAsync(model.inferTensor([1, 2, 3], [1, 3, 1, 1]), { instanceOf: InvalidArgumentError });
+  await model.dispose();
+});
+
+test('native errors arrive typed, with the C++ message and no backtrace', async (t) => {
+  // targetLayers beyond the encoder: the core validates and throws; the Promise rejects
+  const err = await t.throwsAsync(InpFormer.create({ encoder: tiny, targetLayers: [2, 3, 4, 5, 6, 7, 8, 12], cropSize: 112, imageSize: 128 }), {
+    instanceOf: InvalidArgumentError,
+  });
+  t.regex(err.message, /targetLayers has layer 12 but the encoder has 10 blocks/);
+  t.notRegex(err.message, /Exception raised from|frame #/);
+});
+
+test('an unavailable device is a DeviceError', async (t) => {
+  if (runtime().cudaAvailable) return t.pass('CUDA present: nothing to check');
+  await t.throwsAsync(InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, device: 'cuda' }), { instanceOf: DeviceError });
+  await t.throwsAsync(InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, device: 'tpu' }), { instanceOf: InvalidArgumentError });
+});
+
+test('inference runs off the event loop and dispose() waits for it', async (t) => {
+  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const input = inputBatch([0, 1, 2]);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const pending = [model.inferTensor(input.data, input.shape), model.inferTensor(input.data, input.shape)];
+  const disposed = model.dispose();
+  const results = await Promise.all(pending);
+  await disposed;
+  clearInterval(timer);
+  t.is(results.length, 2);
+  t.true(ticks > 0, 'timers fired while the native thread worked');
+  await t.throwsAsync(model.inferTensor(input.data, input.shape), { instanceOf: DisposedError });
+});
