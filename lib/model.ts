@@ -26,6 +26,12 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './
 import { normal, rng } from './random';
 import { FitSource } from './data';
 import { FitOptions, TrainingRun, runTraining } from './training';
+import { ImageInput, RgbImage, decodeImage } from './images';
+import { MicroBatcher, mapToInput } from './predict';
+import { normalizeMap, normalizeScore } from './postprocess';
+import { writeHeatmap } from './heatmap';
+import { readLabelledSet } from './dataset';
+import { EvaluationReport, attachMasks, calibrationFrom, evaluationFrom } from './evaluation';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -90,6 +96,32 @@ export interface InferTensorResult {
   inpLoss?: number;
   /** B x H x W maps before the Gaussian blur */
   anomalyMapsRaw?: Float32Array;
+}
+
+export interface PredictOptions {
+  /** 'input' (default): the map at the input image's size; 'crop': at the model's crop */
+  mapSize?: 'input' | 'crop';
+  /** write a heatmap PNG: a file path for one input, a folder for an array */
+  heatmap?: string;
+}
+
+export interface Prediction {
+  /** raw image score (mean of the top 1% of the blurred map) */
+  score: number;
+  /** in [0, 1], 0.5 at the image threshold; null until the model is calibrated */
+  normalizedScore: number | null;
+  isAnomalous: boolean | null;
+  anomalyMap: Float32Array;
+  width: number;
+  height: number;
+  /** 1 where the map exceeds the pixel threshold; null until calibrated */
+  mask: Uint8Array | null;
+  /** the heatmap written, if asked for */
+  heatmap?: string;
+}
+
+export interface FitSummaryWithCalibration {
+  thresholds?: Thresholds;
 }
 
 function toNativeTensors(m: TensorMap): NativeTensor[] {
@@ -157,6 +189,7 @@ export class InpFormer {
   #thresholds: Thresholds | undefined;
   #exclusive: string | undefined;
   #pending = new Set<Promise<unknown>>();
+  #batcher: MicroBatcher<{ score: number; map: Float32Array }> | undefined;
   #disposed = false;
 
   private constructor(nativeModel: NativeModelInstance, config: ModelConfig, thresholds?: Thresholds) {
@@ -351,11 +384,12 @@ export class InpFormer {
    * Returns a TrainingRun: `await` it for the summary, `for await` it for progress events.
    * While it runs, other calls on this model reject with BusyError.
    */
-  fit(source: FitSource, options: FitOptions = {}): TrainingRun {
+  fit(source: FitSource, options: FitOptions & { validation?: string } = {}): TrainingRun {
     return new TrainingRun(async (emit) => {
       const release = this.takeExclusive('fit');
+      let summary;
       try {
-        return await runTraining(
+        summary = await runTraining(
           {
             native: this.#native,
             imageSize: this.#config.imageSize,
@@ -370,7 +404,121 @@ export class InpFormer {
       } finally {
         release();
       }
+      if (options.validation) return { ...summary, thresholds: await this.calibrate(options.validation, options.onWarning) };
+      return summary;
     });
+  }
+
+  #batcherFor(): MicroBatcher<{ score: number; map: Float32Array }> {
+    const c = this.#config.cropSize;
+    this.#batcher ??= new MicroBatcher<{ score: number; map: Float32Array }>(
+      async (data, n) => {
+        const r = await this.inferTensor(data, [n, 3, c, c]);
+        return Array.from({ length: n }, (_, i) => ({ score: r.scores[i], map: r.anomalyMaps.slice(i * c * c, (i + 1) * c * c) }));
+      },
+      3 * c * c,
+    );
+    return this.#batcher;
+  }
+
+  async #scoreImage(input: ImageInput, index: number): Promise<{ image: RgbImage; score: number; map: Float32Array }> {
+    if (this.#disposed) throw new DisposedError();
+    const image = await decodeImage(input, index);
+    const data = await native().preprocess([image], this.#config.imageSize, this.#config.cropSize);
+    return { image, ...(await this.#batcherFor().submit(data)) };
+  }
+
+  /**
+   * Score images: file paths, encoded Buffers or raw pixels { data, width, height, channels }.
+   * Concurrent calls are batched together natively. With thresholds (calibrate(), an anomalib
+   * checkpoint, fit's validation), results carry normalised scores, labels and masks.
+   */
+  predict(input: ImageInput, options?: PredictOptions): Promise<Prediction>;
+  predict(inputs: ImageInput[], options?: PredictOptions): Promise<Prediction[]>;
+  async predict(input: ImageInput | ImageInput[], options: PredictOptions = {}): Promise<Prediction | Prediction[]> {
+    if (options.mapSize !== undefined && options.mapSize !== 'input' && options.mapSize !== 'crop')
+      throw new InvalidArgumentError("mapSize must be 'input' or 'crop'");
+    if (Array.isArray(input)) {
+      return Promise.all(
+        input.map((x, i) => {
+          const name = typeof x === 'string' ? path.basename(x).replace(/\.[^.]+$/, '') : String(i);
+          return this.#predictOne(x, i, options.heatmap ? path.join(options.heatmap, `${name}.png`) : undefined, options);
+        }),
+      );
+    }
+    return this.#predictOne(input, 0, options.heatmap, options);
+  }
+
+  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: PredictOptions): Promise<Prediction> {
+    const { image, score, map } = await this.#scoreImage(input, index);
+    const { cropSize: crop, imageSize: resize } = this.#config;
+    const t = this.#thresholds;
+    const full = options.mapSize === 'crop' && !heatmap ? undefined : mapToInput(map, crop, resize, image.height, image.width);
+    const anomalyMap = options.mapSize === 'crop' ? map : full!;
+    const [width, height] = options.mapSize === 'crop' ? [crop, crop] : [image.width, image.height];
+    const normalizedScore = t ? normalizeScore(score, t) : null;
+    let mask: Uint8Array | null = null;
+    if (t) {
+      const post = normalizeMap(anomalyMap, t);
+      mask = Uint8Array.from(post, (v) => (v > 0.5 ? 1 : 0));
+    }
+    const result: Prediction = {
+      score, normalizedScore, isAnomalous: normalizedScore === null ? null : normalizedScore > 0.5, anomalyMap, width, height, mask,
+    };
+    if (heatmap) {
+      let shown: Float32Array;
+      let outline: Uint8Array | null = null;
+      if (t) {
+        shown = normalizeMap(full!, t);
+        outline = Uint8Array.from(shown, (v) => (v > 0.5 ? 1 : 0));
+      } else {
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (const v of full!) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+        shown = Float32Array.from(full!, (v) => (hi > lo ? (v - lo) / (hi - lo) : 0));
+      }
+      await writeHeatmap(heatmap, { image, map: shown, mask: outline });
+      result.heatmap = heatmap;
+    }
+    return result;
+  }
+
+  /** Scores and crop-size maps of a labelled set, with its masks. */
+  async #scoreLabelledSet(dir: string) {
+    const items = await readLabelledSet(dir);
+    const c = this.#config.cropSize;
+    const scores = new Float32Array(items.length);
+    const maps = new Float32Array(items.length * c * c);
+    const chunk = 8;
+    for (let k = 0; k < items.length; k += chunk) {
+      const part = items.slice(k, k + chunk);
+      const results = await Promise.all(part.map((it, j) => this.#scoreImage(it.file, k + j)));
+      results.forEach((r, j) => {
+        scores[k + j] = r.score;
+        maps.set(r.map, (k + j) * c * c);
+      });
+    }
+    return attachMasks({ items, scores, maps, crop: c }, this.#config.imageSize);
+  }
+
+  /**
+   * Choose image and pixel thresholds that maximise F1 on a labelled set (MVTec layout:
+   * good/ and defect folders, masks in ground_truth/), with anomalib's min-max normalisation
+   * statistics. They are kept with the model (and saved by save()).
+   */
+  async calibrate(dir: string, onWarning?: (m: string) => void): Promise<Thresholds> {
+    const warn = onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
+    const set = await this.#scoreLabelledSet(dir);
+    this.#thresholds = calibrationFrom(set, warn);
+    return { ...this.#thresholds };
+  }
+
+  /** Image and pixel metrics on an MVTec AD-layout category, overall and per defect type. */
+  async evaluate(dir: string): Promise<EvaluationReport> {
+    return evaluationFrom(await this.#scoreLabelledSet(dir));
   }
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */

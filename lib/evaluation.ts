@@ -1,0 +1,126 @@
+/**
+ * Calibration and evaluation on a labelled set (MVTec AD layout), as anomalib's PostProcessor
+ * and Evaluator do it: F1-maximising image and pixel thresholds with min/max normalisation
+ * statistics; image AUROC, AP, F1-max and pixel AUROC, AP, F1-max, AUPRO (FPR <= 0.3).
+ * Pixel metrics are computed at the model's crop resolution, masks transformed as the images
+ * (nearest resize, centre crop).
+ */
+import { Thresholds } from './architecture';
+import { LabelledImage, readMask } from './dataset';
+import { aupro, auroc, averagePrecision, connectedComponents, f1Max } from './metrics';
+import { maskToCrop } from './predict';
+
+export interface ScoredSet {
+  items: LabelledImage[];
+  scores: Float32Array;
+  /** crop x crop maps of all images, concatenated */
+  maps: Float32Array;
+  /** 0/1 per pixel, or undefined where no image has a mask */
+  pixelLabels?: Uint8Array;
+  /** ground-truth region ids per pixel, unique over the set (0: normal) */
+  regions?: Int32Array;
+  crop: number;
+}
+
+export async function attachMasks(set: Omit<ScoredSet, 'pixelLabels' | 'regions'>, resize: number): Promise<ScoredSet> {
+  const { items, crop } = set;
+  if (!items.some((i) => i.maskFile)) return set;
+  const per = crop * crop;
+  const pixelLabels = new Uint8Array(items.length * per);
+  const regions = new Int32Array(items.length * per);
+  let nextRegion = 0;
+  for (let k = 0; k < items.length; k++) {
+    const item = items[k];
+    if (!item.maskFile) continue;
+    const m = await readMask(item.maskFile);
+    const cropped = maskToCrop(m.data, m.height, m.width, resize, crop);
+    pixelLabels.set(cropped, k * per);
+    const cc = connectedComponents(cropped, crop, crop);
+    for (let i = 0; i < per; i++) if (cc.labels[i]) regions[k * per + i] = cc.labels[i] + nextRegion;
+    nextRegion += cc.count;
+  }
+  return { ...set, pixelLabels, regions };
+}
+
+function minMax(a: ArrayLike<number>): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] < lo) lo = a[i];
+    if (a[i] > hi) hi = a[i];
+  }
+  return [lo, hi];
+}
+
+/** anomalib PostProcessor statistics from a labelled set. */
+export function calibrationFrom(set: ScoredSet, warn: (m: string) => void): Thresholds {
+  const labels = set.items.map((i) => i.label);
+  let imageThreshold: number;
+  if (labels.includes(1) && labels.includes(0)) {
+    imageThreshold = f1Max(set.scores, labels).threshold;
+  } else {
+    warn('the calibration set has only one class: the image threshold is its highest score');
+    imageThreshold = minMax(set.scores)[1];
+  }
+  let pixelThreshold = imageThreshold;
+  if (set.pixelLabels) pixelThreshold = f1Max(set.maps, set.pixelLabels).threshold;
+  else warn('no ground-truth masks: the pixel threshold equals the image threshold');
+  const [imageMin, imageMax] = minMax(set.scores);
+  const [pixelMin, pixelMax] = minMax(set.maps);
+  return { imageThreshold, pixelThreshold, imageMin, imageMax, pixelMin, pixelMax };
+}
+
+export interface MetricSet {
+  auroc: number;
+  ap: number;
+  f1Max: number;
+}
+
+export interface EvaluationReport {
+  images: number;
+  anomalous: number;
+  image: MetricSet;
+  pixel?: MetricSet & { aupro: number };
+  /** each defect type against the good images */
+  perDefectType: Record<string, { images: number; image: MetricSet; pixel?: MetricSet & { aupro: number } }>;
+}
+
+function imageMetrics(scores: ArrayLike<number>, labels: number[]): MetricSet {
+  return { auroc: auroc(scores, labels), ap: averagePrecision(scores, labels), f1Max: f1Max(scores, labels).f1 };
+}
+
+function pixelMetrics(set: ScoredSet, pick: number[]): MetricSet & { aupro: number } {
+  const per = set.crop * set.crop;
+  const maps = new Float32Array(pick.length * per);
+  const labels = new Uint8Array(pick.length * per);
+  const regions = new Int32Array(pick.length * per);
+  pick.forEach((k, j) => {
+    maps.set(set.maps.subarray(k * per, (k + 1) * per), j * per);
+    labels.set(set.pixelLabels!.subarray(k * per, (k + 1) * per), j * per);
+    regions.set(set.regions!.subarray(k * per, (k + 1) * per), j * per);
+  });
+  return { ...imageMetrics(maps, labels as unknown as number[]), aupro: aupro(maps, regions, 0.3) };
+}
+
+export function evaluationFrom(set: ScoredSet): EvaluationReport {
+  const labels = set.items.map((i) => i.label);
+  const all = set.items.map((_, k) => k);
+  const report: EvaluationReport = {
+    images: set.items.length,
+    anomalous: labels.filter((l) => l === 1).length,
+    image: imageMetrics(set.scores, labels),
+    perDefectType: {},
+  };
+  if (set.pixelLabels) report.pixel = pixelMetrics(set, all);
+  const types = [...new Set(set.items.map((i) => i.type))].filter((t) => t !== 'good');
+  for (const type of types) {
+    const pick = all.filter((k) => set.items[k].type === 'good' || set.items[k].type === type);
+    const entry: EvaluationReport['perDefectType'][string] = {
+      images: pick.length,
+      image: imageMetrics(pick.map((k) => set.scores[k]), pick.map((k) => labels[k])),
+    };
+    if (set.pixelLabels && pick.some((k) => set.items[k].maskFile)) entry.pixel = pixelMetrics(set, pick);
+    report.perDefectType[type] = entry;
+  }
+  return report;
+}
