@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+/**
+ * The `inp-former` command: fit, predict, evaluate, info, weights download.
+ * Errors are one line on stderr with a non-zero exit code; `--help` works everywhere.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { InpFormer, CreateOptions, RandomEncoderSpec } from './model';
+import { InpFormerError } from './errors';
+import { readCheckpointFile } from './checkpoint/reader';
+import { interpretCheckpoint, inferNetworkConfig } from './architecture';
+import { IMAGE_EXTENSIONS, listImages } from './images';
+import { DINOV2_WEIGHTS, cacheDir, downloadWeights } from './weights';
+import type { FitProgress } from './training';
+
+/** The small built-in encoder used when no DINOv2 weights are given (random, untrained). */
+export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };
+
+const HELP: Record<string, string> = {
+  main: `inp-former <command> [options]
+
+Commands:
+  fit <dir> --out <model.pth>        train on normal images (a folder, or an MVTec category)
+  predict <model> <images|dirs...>   score images; --heatmaps <dir>, --json
+  evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category
+  info <checkpoint>                  format, architecture, tensors and thresholds of a file
+  weights download <name>            fetch Meta's DINOv2 weights into ${cacheDir()}
+
+Run inp-former <command> --help for its options.`,
+  fit: `inp-former fit <dir> --out <model.pth> [options]
+
+  --encoder <file>       DINOv2 weights (.pth, .safetensors, TorchScript); default: the small
+                         built-in random encoder (for trying things out, not for real use)
+  --epochs <n>           default 200        --batch-size <n>   default 16
+  --max-steps <n>        stop early         --warmup <n>       default 100
+  --lr <x>               default 0.001      --seed <n>         default 0
+  --image-size <n>       default 448        --crop-size <n>    default 392
+  --validation <dir>     calibrate thresholds on a labelled folder after training
+  --checkpoint <file>    save model + training state every epoch
+  --resume <file>        continue from such a checkpoint
+  --device <d>           cpu | cuda | cuda:N | auto    --threads <n>
+
+Ctrl-C stops after the current step and saves the model to --out.`,
+  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json]`,
+  info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
+  weights: `inp-former weights download <name> [--dir <folder>]
+
+  names: ${Object.keys(DINOV2_WEIGHTS).join(', ')}
+  INP_FORMER_WEIGHTS_URL overrides the base URL, INP_FORMER_CACHE the folder.`,
+};
+
+class UsageError extends Error {}
+
+function out(s: string): void {
+  process.stdout.write(s + '\n');
+}
+
+function int(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number`);
+  return n;
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '--:--';
+  const m = Math.floor(s / 60);
+  return `${m}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+}
+
+function progressLine(e: FitProgress): string {
+  const width = 24;
+  const filled = Math.round((e.step / e.steps) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] epoch ${e.epoch}/${e.epochs} step ${e.step}/${e.steps} ` +
+    `loss ${e.loss.toFixed(4)} ${e.imagesPerSecond.toFixed(1)} img/s ETA ${fmtTime(e.etaSeconds)}`;
+}
+
+async function cmdFit(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: {
+      out: { type: 'string' }, encoder: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+      'max-steps': { type: 'string' }, warmup: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
+      'image-size': { type: 'string' }, 'crop-size': { type: 'string' }, validation: { type: 'string' },
+      checkpoint: { type: 'string' }, resume: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) return out(HELP.fit), 0;
+  if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
+  const create: CreateOptions = {
+    encoder: values.encoder ?? TINY_ENCODER,
+    imageSize: int(values['image-size'], 'image-size'),
+    cropSize: int(values['crop-size'], 'crop-size'),
+    device: values.device,
+    threads: int(values.threads, 'threads'),
+    seed: int(values.seed, 'seed'),
+  };
+  if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
+  const model = await InpFormer.create(create);
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nstopping after this step (Ctrl-C again to quit without saving)...\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const tty = process.stderr.isTTY;
+  try {
+    const run = model.fit(positionals[0], {
+      epochs: int(values.epochs, 'epochs'), batchSize: int(values['batch-size'], 'batch-size'),
+      maxSteps: int(values['max-steps'], 'max-steps'), warmupSteps: int(values.warmup, 'warmup'),
+      learningRate: num(values.lr, 'lr'), seed: int(values.seed, 'seed'), validation: values.validation,
+      checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined, resumeFrom: values.resume,
+      signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+    });
+    for await (const e of run) {
+      if (tty) process.stderr.write(`\r${progressLine(e)}\x1b[K`);
+      else if (e.type === 'epoch') process.stderr.write(progressLine(e) + '\n');
+    }
+    const summary = await run;
+    if (tty) process.stderr.write('\n');
+    await model.save(values.out);
+    out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
+    return 0;
+  } catch (err) {
+    if (interrupted && (err as InpFormerError).code === 'ERR_INP_ABORTED') {
+      await model.save(values.out);
+      process.stderr.write(`interrupted: saved the weights so far to ${values.out}\n`);
+      return 130;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await model.dispose();
+  }
+}
+
+async function expandInputs(items: string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const item of items) {
+    const st = await fs.stat(item).catch(() => undefined);
+    if (!st) throw new UsageError(`${item}: no such file or folder`);
+    if (st.isDirectory()) files.push(...(await listImages(item)));
+    else if (IMAGE_EXTENSIONS.has(path.extname(item).toLowerCase())) files.push(item);
+    else throw new UsageError(`${item}: not an image (${[...IMAGE_EXTENSIONS].join(', ')})`);
+  }
+  return files;
+}
+
+async function cmdPredict(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, device: { type: 'string' } },
+  });
+  if (values.help) return out(HELP.predict), 0;
+  if (positionals.length < 2) throw new UsageError('usage: inp-former predict <model> <images or folders...>');
+  const files = await expandInputs(positionals.slice(1));
+  const model = await InpFormer.load(positionals[0], { device: values.device });
+  try {
+    const results = await model.predict(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined });
+    if (values.json) {
+      out(JSON.stringify(results.map((r, i) => ({ file: files[i], score: r.score, normalizedScore: r.normalizedScore, isAnomalous: r.isAnomalous, heatmap: r.heatmap })), null, 2));
+    } else {
+      const w = Math.max(4, ...files.map((f) => f.length));
+      out(`${'file'.padEnd(w)}  score     normalized  anomalous`);
+      results.forEach((r, i) =>
+        out(`${files[i].padEnd(w)}  ${r.score.toFixed(5)}   ${r.normalizedScore === null ? '-'.padEnd(10) : r.normalizedScore.toFixed(4).padEnd(10)}  ${r.isAnomalous === null ? '- (not calibrated)' : r.isAnomalous ? 'yes' : 'no'}`),
+      );
+    }
+    return 0;
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function cmdEvaluate(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' }, device: { type: 'string' } } });
+  if (values.help) return out(HELP.evaluate), 0;
+  if (positionals.length !== 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
+  const model = await InpFormer.load(positionals[0], { device: values.device });
+  try {
+    const r = await model.evaluate(positionals[1]);
+    if (values.json) return out(JSON.stringify(r, null, 2)), 0;
+    const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '   -  ' : x.toFixed(4));
+    out(`${r.images} images, ${r.anomalous} anomalous`);
+    out('scope          image AUROC  image AP  image F1  pixel AUROC  pixel AP  pixel F1  AUPRO');
+    const row = (name: string, m: typeof r) =>
+      out(`${name.padEnd(14)} ${f(m.image.auroc).padEnd(12)} ${f(m.image.ap).padEnd(9)} ${f(m.image.f1Max).padEnd(9)} ${f(m.pixel?.auroc).padEnd(12)} ${f(m.pixel?.ap).padEnd(9)} ${f(m.pixel?.f1Max).padEnd(9)} ${f(m.pixel?.aupro)}`);
+    row('all', r);
+    for (const [type, m] of Object.entries(r.perDefectType)) row(type, m as typeof r);
+    return 0;
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function cmdInfo(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' } } });
+  if (values.help) return out(HELP.info), 0;
+  if (positionals.length !== 1) throw new UsageError('usage: inp-former info <checkpoint>');
+  const file = await readCheckpointFile(positionals[0]);
+  const ck = interpretCheckpoint(file);
+  let params = 0;
+  for (const t of ck.weights.values()) params += t.numel;
+  const info: Record<string, unknown> = { file: positionals[0], format: file.format, kind: ck.kind, tensors: ck.weights.size, parameters: params };
+  if (ck.kind !== 'encoder') info.architecture = inferNetworkConfig(ck.weights, ck.recorded, {}, positionals[0]);
+  else {
+    const { inferEncoderSpec } = await import('./architecture');
+    info.encoder = inferEncoderSpec(ck.weights, undefined, positionals[0]);
+  }
+  if (ck.recorded.imageSize) info.imageSize = ck.recorded.imageSize;
+  if (ck.recorded.cropSize) info.cropSize = ck.recorded.cropSize;
+  info.thresholds = ck.thresholds ?? null;
+  if (values.json) return out(JSON.stringify(info, null, 2)), 0;
+  for (const [k, v] of Object.entries(info)) out(`${k.padEnd(13)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  return 0;
+}
+
+async function cmdWeights(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { dir: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help || positionals[0] !== 'download') {
+    out(HELP.weights);
+    return values.help ? 0 : 2;
+  }
+  if (positionals.length !== 2) throw new UsageError('usage: inp-former weights download <name>');
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  const file = await downloadWeights(positionals[1], {
+    dir: values.dir,
+    onProgress: ({ received, total }) => {
+      const now = Date.now();
+      if (now - last < 200 && received !== total) return;
+      last = now;
+      const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+      const msg = `downloading ${positionals[1]}: ${mb(received)}${total ? ` / ${mb(total)} MiB (${((100 * received) / total).toFixed(0)}%)` : ' MiB'}`;
+      process.stderr.write(tty ? `\r${msg}\x1b[K` : msg + '\n');
+    },
+  });
+  if (tty) process.stderr.write('\n');
+  out(file);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'fit':
+        return await cmdFit(rest);
+      case 'predict':
+        return await cmdPredict(rest);
+      case 'evaluate':
+        return await cmdEvaluate(rest);
+      case 'info':
+        return await cmdInfo(rest);
+      case 'weights':
+        return await cmdWeights(rest);
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        out(HELP.main);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${command}' (see inp-former --help)`);
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const msg = (e.message ?? String(err)).split('\n')[0];
+    process.stderr.write(`inp-former: ${msg}\n`);
+    return err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1;
+  }
+}
+
+if (require.main === module) {
+  // `inp-former predict ... | head` closes stdout early: that is not an error
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,161 @@
+// The inp-former command, end to end through child processes.
+'use strict';
+const test = require('ava');
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+const sharp = require('sharp');
+const { SHARED, FIXTURE, tmpdir } = require('./helpers');
+
+const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
+const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+
+function cli(args, options = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', ...options });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let model;
+test.before(() => {
+  model = path.join(tmpdir(), 'cli-model.pth');
+  const r = cli(['fit', WEAVE, '--out', model, '--epochs', '2', '--batch-size', '8', '--image-size', '128', '--crop-size', '112', '--warmup', '3', '--validation', WEAVE]);
+  if (r.code !== 0) throw new Error(r.stderr);
+});
+
+test('fit: progress per epoch, a labelled note about the built-in encoder, the model saved', (t) => {
+  t.true(fs.existsSync(model));
+  const again = path.join(tmpdir(), 'again.pth');
+  const r = cli(['fit', WEAVE, '--out', again, '--epochs', '2', '--batch-size', '16', '--image-size', '64', '--crop-size', '56', '--warmup', '1']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /built-in RANDOM encoder/);
+  t.regex(r.stderr, /epoch 1\/2 step 3\/6 loss \d\.\d{4} .* img\/s ETA/);
+  t.regex(r.stdout, /trained 6 steps \(2 epochs, 96 images\)/);
+  t.true(fs.existsSync(again));
+});
+
+test('fit: Ctrl-C stops cleanly and saves the weights so far', async (t) => {
+  const out = path.join(tmpdir(), 'interrupted.pth');
+  const child = spawn(process.execPath, [CLI, 'fit', WEAVE, '--out', out, '--epochs', '500', '--batch-size', '4', '--image-size', '64', '--crop-size', '56'], { encoding: 'utf8' });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (/epoch 1\//.test(stderr) && !child.sent) {
+      child.sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)));
+  t.is(code, 130, stderr);
+  t.regex(stderr, /interrupted: saved the weights so far/);
+  t.true(fs.existsSync(out));
+  const info = JSON.parse(cli(['info', out, '--json']).stdout);
+  t.is(info.kind, 'inp-former');
+});
+
+test('predict: table, JSON and heatmaps', async (t) => {
+  const heat = tmpdir();
+  const r = cli(['predict', model, path.join(WEAVE, 'test', 'hole'), path.join(WEAVE, 'test', 'good', '000.png'), '--json', '--heatmaps', heat]);
+  t.is(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout);
+  t.is(rows.length, 11);
+  t.true(rows.every((x) => typeof x.score === 'number' && typeof x.isAnomalous === 'boolean'));
+  t.true(rows.filter((x) => x.file.includes('/hole/')).filter((x) => x.isAnomalous).length >= 5);
+  const png = path.join(heat, '000.png');
+  t.true(fs.existsSync(png));
+  const meta = await sharp(png).metadata();
+  t.is(meta.width, 256);
+  const table = cli(['predict', model, path.join(WEAVE, 'test', 'good', '001.png')]);
+  t.regex(table.stdout, /file\s+score\s+normalized\s+anomalous/);
+});
+
+test('evaluate: the metric table and JSON', (t) => {
+  const r = cli(['evaluate', model, WEAVE]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /image AUROC .* AUPRO/);
+  t.regex(r.stdout, /^hole\s+\d\.\d{4}/m);
+  const j = JSON.parse(cli(['evaluate', model, WEAVE, '--json']).stdout);
+  t.is(j.images, 50);
+  t.true(j.pixel.aupro > 0 && j.pixel.aupro <= 1);
+});
+
+test('info: format, architecture and thresholds without running anything', (t) => {
+  const r = cli(['info', path.join(FIXTURE, 'anomalib_inp_former.ckpt'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  t.is(info.kind, 'anomalib');
+  t.is(info.architecture.encoder.embedDim, 96);
+  t.false(info.architecture.mlpBias);
+  t.truthy(info.thresholds.imageThreshold);
+  const enc = JSON.parse(cli(['info', path.join(FIXTURE, 'dinov2_encoder.torchscript.pt'), '--json']).stdout);
+  t.is(enc.format, 'torchscript');
+  t.is(enc.encoder.numRegisterTokens, 4);
+});
+
+test('--help everywhere, one-line errors, non-zero exit codes', (t) => {
+  for (const c of ['fit', 'predict', 'evaluate', 'info']) {
+    const r = cli([c, '--help']);
+    t.is(r.code, 0);
+    t.regex(r.stdout, new RegExp(`inp-former ${c}`));
+  }
+  t.is(cli(['weights', '--help']).code, 0);
+  t.is(cli(['--help']).code, 0);
+  const unknown = cli(['frobnicate']);
+  t.is(unknown.code, 2);
+  t.is(unknown.stderr.trim().split('\n').length, 1);
+  const missing = cli(['predict', path.join(tmpdir(), 'none.pth'), path.join(WEAVE, 'test', 'good', '000.png')]);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /^inp-former: .*none\.pth: cannot open/);
+  t.is(missing.stderr.trim().split('\n').length, 1);
+  t.is(cli(['fit', WEAVE]).code, 2, 'fit without --out');
+});
+
+test('weights download: progress, resume of a partial download, atomic rename (local server)', async (t) => {
+  const payload = Buffer.alloc(300_000, 7);
+  payload.write('dinov2 test weights');
+  let requests = [];
+  let cutFirst = true;
+  const server = http.createServer((req, res) => {
+    requests.push({ url: req.url, range: req.headers.range });
+    if (!req.url.endsWith('/dinov2_vits14/dinov2_vits14_pretrain.pth')) {
+      res.writeHead(404).end();
+      return;
+    }
+    const start = req.headers.range ? Number(/bytes=(\d+)-/.exec(req.headers.range)[1]) : 0;
+    const body = payload.subarray(start);
+    res.writeHead(start ? 206 : 200, { 'content-length': body.length, ...(start ? { 'content-range': `bytes ${start}-${payload.length - 1}/${payload.length}` } : {}) });
+    if (cutFirst) {
+      cutFirst = false;
+      res.write(body.subarray(0, 100_000), () => setTimeout(() => res.destroy(), 50));
+    } else {
+      res.end(body);
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const cache = tmpdir();
+  const env = { ...process.env, INP_FORMER_WEIGHTS_URL: base, INP_FORMER_CACHE: cache };
+  const run = () => new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'weights', 'download', 'dinov2_vits14'], { env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+  const first = await run();
+  t.not(first.code, 0, 'the cut connection fails the first try');
+  t.false(fs.existsSync(path.join(cache, 'dinov2_vits14_pretrain.pth')), 'no final file from a partial download');
+  t.true(fs.statSync(path.join(cache, 'dinov2_vits14_pretrain.pth.partial')).size >= 100_000);
+  const second = await run();
+  server.close();
+  t.is(second.code, 0, second.stderr);
+  t.regex(second.stderr, /downloading dinov2_vits14: .*MiB/);
+  t.is(second.stdout.trim(), path.join(cache, 'dinov2_vits14_pretrain.pth'));
+  t.deepEqual(fs.readFileSync(path.join(cache, 'dinov2_vits14_pretrain.pth')), payload);
+  t.regex(requests[requests.length - 1].range, /^bytes=\d+-$/, 'the second request resumed');
+  t.false(fs.existsSync(path.join(cache, 'dinov2_vits14_pretrain.pth.partial')));
+  const unknown = cli(['weights', 'download', 'dinov3_huge'], { env });
+  t.is(unknown.code, 1);
+  t.regex(unknown.stderr, /unknown weights/);
+});

@@ -1,0 +1,138 @@
+// predict, calibrate, evaluate and heatmaps on a tiny model trained on synth-ad/weave.
+'use strict';
+const test = require('ava');
+const fs = require('node:fs');
+const path = require('node:path');
+const sharp = require('sharp');
+const { InpFormer, InvalidArgumentError, ImageDecodeError } = require('..');
+const { SHARED, FIXTURE, tmpdir } = require('./helpers');
+
+const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+const HOLE = path.join(WEAVE, 'test', 'hole', '000.png');
+const GOOD = path.join(WEAVE, 'test', 'good', '000.png');
+const sizes = { imageSize: 128, cropSize: 112 };
+
+let trained;
+test.before(async () => {
+  const model = await InpFormer.create({ encoder: { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 }, ...sizes, seed: 1 });
+  await model.fit(WEAVE, { epochs: 3, batchSize: 8, warmupSteps: 5, seed: 1 });
+  trained = path.join(tmpdir(), 'weave.pth');
+  await model.save(trained);
+  await model.dispose();
+});
+
+test('predict before calibration: raw score and input-size map, no labels', async (t) => {
+  const model = await InpFormer.load(trained);
+  const p = await model.predict(HOLE);
+  t.is(typeof p.score, 'number');
+  t.is(p.normalizedScore, null);
+  t.is(p.isAnomalous, null);
+  t.is(p.mask, null);
+  t.is(p.width, 256);
+  t.is(p.height, 256);
+  t.is(p.anomalyMap.length, 256 * 256);
+  const crop = await model.predict(HOLE, { mapSize: 'crop' });
+  t.is(crop.width, 112);
+  t.is(crop.anomalyMap.length, 112 * 112);
+  t.is(crop.score, p.score);
+  await model.dispose();
+});
+
+test('paths, encoded Buffers and raw pixels give the same result', async (t) => {
+  const model = await InpFormer.load(trained);
+  const fromPath = await model.predict(GOOD);
+  const fromBuffer = await model.predict(fs.readFileSync(GOOD));
+  const { data, info } = await sharp(GOOD).raw().toBuffer({ resolveWithObject: true });
+  const fromRaw = await model.predict({ data, width: info.width, height: info.height, channels: info.channels });
+  t.is(fromBuffer.score, fromPath.score);
+  t.is(fromRaw.score, fromPath.score);
+  await t.throwsAsync(model.predict({ data: new Uint8Array(10), width: 4, height: 4, channels: 3 }), { instanceOf: InvalidArgumentError });
+  const bad = path.join(tmpdir(), 'bad.png');
+  fs.writeFileSync(bad, 'not a png');
+  const err = await t.throwsAsync(model.predict(bad), { instanceOf: ImageDecodeError });
+  t.is(err.file, bad);
+  await model.dispose();
+});
+
+test('concurrent predict calls are micro-batched natively', async (t) => {
+  const model = await InpFormer.load(trained);
+  const files = fs.readdirSync(path.join(WEAVE, 'test', 'good')).slice(0, 8).map((f) => path.join(WEAVE, 'test', 'good', f));
+  const single = [];
+  for (const f of files) single.push((await model.predict(f)).score);
+  const batches = [];
+  const infer = model.inferTensor.bind(model);
+  model.inferTensor = (data, shape, o) => {
+    batches.push(shape[0]);
+    return infer(data, shape, o);
+  };
+  const together = await Promise.all(files.map((f) => model.predict(f)));
+  t.log(`batch sizes: ${batches.join(', ')}`);
+  t.true(batches.length < files.length, 'fewer native runs than requests');
+  t.is(batches.reduce((a, b) => a + b, 0), files.length);
+  together.forEach((p, i) => t.true(Math.abs(p.score - single[i]) < 1e-5));
+  await model.dispose();
+});
+
+test('calibrate sets F1-max thresholds; predictions get labels and masks; thresholds survive save/load', async (t) => {
+  const model = await InpFormer.load(trained);
+  const warnings = [];
+  const th = await model.calibrate(WEAVE, (w) => warnings.push(w));
+  t.true(th.imageMin <= th.imageThreshold && th.imageThreshold <= th.imageMax);
+  t.true(th.pixelMin <= th.pixelThreshold && th.pixelThreshold <= th.pixelMax);
+  const p = await model.predict(HOLE);
+  t.true(p.normalizedScore >= 0 && p.normalizedScore <= 1);
+  t.is(p.isAnomalous, p.normalizedScore > 0.5);
+  t.true(p.mask instanceof Uint8Array && p.mask.length === 256 * 256);
+  const file = path.join(tmpdir(), 'calibrated.pth');
+  await model.save(file);
+  const again = await InpFormer.load(file);
+  t.deepEqual(again.thresholds, th);
+  await again.dispose();
+  await model.dispose();
+});
+
+test('an anomalib checkpoint brings its thresholds to predict', async (t) => {
+  const model = await InpFormer.load(path.join(FIXTURE, 'anomalib_inp_former.ckpt'), { imageSize: 256, cropSize: 224 });
+  const p = await model.predict(path.join(FIXTURE, 'images', 'img_0.png'));
+  t.not(p.normalizedScore, null);
+  t.is(typeof p.isAnomalous, 'boolean');
+  await model.dispose();
+});
+
+test('evaluate reports image and pixel metrics overall and per defect type', async (t) => {
+  const model = await InpFormer.load(trained);
+  const r = await model.evaluate(WEAVE);
+  t.log(JSON.stringify({ image: r.image, pixel: r.pixel }));
+  t.is(r.images, 50);
+  t.is(r.anomalous, 30);
+  t.deepEqual(Object.keys(r.perDefectType).sort(), ['hole', 'stain', 'thread']);
+  for (const v of [r.image.auroc, r.image.ap, r.image.f1Max, r.pixel.auroc, r.pixel.ap, r.pixel.f1Max, r.pixel.aupro]) t.true(v >= 0 && v <= 1);
+  t.true(r.image.auroc > 0.6);
+  t.is(r.perDefectType.hole.images, 30);
+  await t.throwsAsync(model.evaluate(path.join(WEAVE, 'ground_truth')), { instanceOf: InvalidArgumentError, message: /good/ });
+  await model.dispose();
+});
+
+test('heatmap PNG: input size, colour map blended, mask outline drawn', async (t) => {
+  const model = await InpFormer.load(trained);
+  await model.calibrate(WEAVE, () => {});
+  const dir = tmpdir();
+  const file = path.join(dir, 'hole.png');
+  const p = await model.predict(HOLE, { heatmap: file });
+  t.is(p.heatmap, file);
+  const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+  t.is(info.width, 256);
+  t.is(info.height, 256);
+  t.is(info.channels, 3);
+  const source = await sharp(HOLE).removeAlpha().raw().toBuffer();
+  let changed = 0;
+  let red = 0;
+  for (let i = 0; i < 256 * 256; i++) {
+    if (data[i * 3] !== source[i * 3] || data[i * 3 + 1] !== source[i * 3 + 1]) changed++;
+    if (data[i * 3] === 255 && data[i * 3 + 1] === 0 && data[i * 3 + 2] === 0) red++;
+  }
+  t.true(changed > 0.9 * 256 * 256, 'the colour map covers the image');
+  t.true(p.mask.some((v) => v) ? red > 0 : true, 'the predicted mask is outlined');
+  t.deepEqual(fs.readdirSync(dir), ['hole.png'], 'no temporary file left');
+  await model.dispose();
+});
