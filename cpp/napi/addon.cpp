@@ -38,10 +38,7 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
 //   -> Promise<Float32Array> of shape [N, 3, crop, crop]
 Napi::Value preprocess(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  std::string code, message;
-  Napi::Value result;
-  const bool ok = captureErrors(
-      [&] {
+  return promiseOrRejection(env, [&]() -> Napi::Value {
         if (!info[0].IsArray()) throw CoreError(codes::kInvalidArgument, "preprocess expects an array of images");
         auto list = info[0].As<Napi::Array>();
         const auto resize = info[1].As<Napi::Number>().Int64Value();
@@ -60,7 +57,7 @@ Napi::Value preprocess(const Napi::CallbackInfo& info) {
           pixels->emplace_back(data.Data(), data.Data() + data.ByteLength());
           dims->emplace_back(h, w);
         }
-        result = schedule<torch::Tensor>(
+        return schedule<torch::Tensor>(
             env, dataExecutor(),
             [pixels, dims, resize, crop] {
               std::vector<RawImage> raws;
@@ -69,12 +66,7 @@ Napi::Value preprocess(const Napi::CallbackInfo& info) {
               return preprocessImages(raws, resize, crop);
             },
             [](Napi::Env e, torch::Tensor& t) -> Napi::Value { return float32ArrayFrom(e, t); });
-      },
-      code, message);
-  if (ok) return result;
-  auto d = Napi::Promise::Deferred::New(env);
-  d.Reject(makeError(env, code, message).Value());
-  return d.Promise();
+  });
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {

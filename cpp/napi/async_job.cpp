@@ -38,4 +38,13 @@ bool captureErrors(const std::function<void()>& fn, std::string& code, std::stri
   return false;
 }
 
+Napi::Value promiseOrRejection(Napi::Env env, const std::function<Napi::Value()>& fn) {
+  std::string code, message;
+  Napi::Value result;
+  if (captureErrors([&] { result = fn(); }, code, message)) return result;
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(makeError(env, code, message).Value());
+  return d.Promise();
+}
+
 }  // namespace inpformer::napi

@@ -19,6 +19,10 @@ Napi::Error makeError(Napi::Env env, const std::string& code, const std::string&
 // Runs fn, turning every C++ exception into (code, message). Returns true on success.
 bool captureErrors(const std::function<void()>& fn, std::string& code, std::string& message);
 
+// Runs fn (argument conversion, then scheduling); a C++ exception thrown there becomes a
+// rejected Promise, like the errors of the job itself.
+Napi::Value promiseOrRejection(Napi::Env env, const std::function<Napi::Value()>& fn);
+
 template <class Result>
 Napi::Promise schedule(Napi::Env env, SerialExecutor& executor, std::function<Result()> work,
                        std::function<Napi::Value(Napi::Env, Result&)> toJs) {

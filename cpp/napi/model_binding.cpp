@@ -37,16 +37,6 @@ std::vector<torch::Tensor> tensorListFromJs(const Napi::Value& v, const std::str
   return out;
 }
 
-// Synchronous argument conversion errors become rejected promises, like the async ones.
-Napi::Value rejected(Napi::Env env, const std::function<Napi::Value()>& fn) {
-  std::string code, message;
-  Napi::Value result;
-  if (captureErrors([&] { result = fn(); }, code, message)) return result;
-  auto d = Napi::Promise::Deferred::New(env);
-  d.Reject(makeError(env, code, message).Value());
-  return d.Promise();
-}
-
 }  // namespace
 
 InpFormerModel& NativeModel::State::get() {
@@ -80,7 +70,7 @@ SerialExecutor& NativeModel::executor(Napi::Env env) {
 }
 
 Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto config = configFromJs(info[0].As<Napi::Object>());
     auto runtime = runtimeFromJs(info[1].As<Napi::Object>());
     std::map<std::string, torch::Tensor> weights;
@@ -109,7 +99,7 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto weights = namedTensorsFromJs(info[0].As<Napi::Array>());
     auto state = state_;
     return schedule<Unit>(
@@ -123,7 +113,7 @@ Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::infer(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto images = tensorFromJs(info[0], info[1], "images");
     const bool features = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
     auto state = state_;
@@ -148,7 +138,7 @@ Napi::Value NativeModel::infer(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::stateDict(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto state = state_;
     return schedule<NamedTensors>(
         info.Env(), executor(info.Env()), [state] { return state->get().stateDict(); },
@@ -162,7 +152,7 @@ Napi::Value NativeModel::stateDict(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::beginTraining(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto options = trainOptionsFromJs(info[0].As<Napi::Object>());
     auto state = state_;
     return schedule<Unit>(
@@ -176,7 +166,7 @@ Napi::Value NativeModel::beginTraining(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::trainStep(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto batch = tensorFromJs(info[0], info[1], "batch");
     auto state = state_;
     return schedule<StepStats>(
@@ -195,7 +185,7 @@ Napi::Value NativeModel::trainStep(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::optimizerState(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto state = state_;
     return schedule<StableAdamW::State>(
         info.Env(), executor(info.Env()),
@@ -216,7 +206,7 @@ Napi::Value NativeModel::optimizerState(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::setOptimizerState(const Napi::CallbackInfo& info) {
-  return rejected(info.Env(), [&]() -> Napi::Value {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto o = info[0].As<Napi::Object>();
     StableAdamW::State s;
     s.step = o.Get("step").As<Napi::Number>().Int64Value();
