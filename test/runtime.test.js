@@ -64,3 +64,19 @@ test('inference runs off the event loop and dispose() waits for it', async (t) =
   t.true(ticks > 0, 'timers fired while the native thread worked');
   await t.throwsAsync(model.inferTensor(input.data, input.shape), { instanceOf: DisposedError });
 });
+
+test('two models computing at the same time both finish (OpenBLAS must not be entered twice)', async (t) => {
+  t.timeout(120_000);
+  const [a, b] = await Promise.all([0, 1].map(() => InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES)));
+  const input = inputBatch([0, 1, 2]);
+  const jobs = [];
+  for (let i = 0; i < 10; i++) {
+    jobs.push(a.inferTensor(input.data, input.shape), b.inferTensor(input.data, input.shape));
+  }
+  jobs.push(a.fit([input], { epochs: 3, warmupSteps: 1 }));
+  const results = await Promise.all(jobs.slice(0, 20));
+  await jobs[20];
+  t.is(results.length, 20);
+  t.deepEqual(results[1].scores, results[3].scores);
+  await Promise.all([a.dispose(), b.dispose()]);
+});

@@ -14,27 +14,7 @@ const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
 const tinyEncoder = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8, seed: 3 };
 const tinySizes = { imageSize: 64, cropSize: 56 };
 
-/**
- * Whether this process's matrix kernels reproduce the reference's float32 encoder bit for bit.
- * The fixture was generated with OpenBLAS's default kernel for this CPU; machines that force
- * another one (OPENBLAS_CORETYPE=Haswell here) round differently. INP-Former's decoder has
- * ReLU attention, and one score of the fixture's second batch is 4e-8 from zero: a rounding
- * difference flips it, and the optimiser amplifies that in later steps. So the strict
- * tolerances apply when the kernels agree; otherwise step 1 is held to them and later steps to
- * bounds that still catch any real error of the recipe (see docs/parity.md for both numbers).
- */
-async function kernelsMatchReference() {
-  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
-  const b = inputBatch([0, 1, 2]);
-  const r = await model.inferTensor(b.data, b.shape, { features: true });
-  await model.dispose();
-  // en_0 is the mean of four block outputs; exact block outputs leave it within 1 ulp-scale error
-  return maxAbsDiff(r.encoderFeatures[0].data, ref('en_0')) < 8e-7;
-}
-
 test.serial('fit() on the fixture batches reproduces the reference training trace', async (t) => {
-  const strict = await kernelsMatchReference();
-  t.log(`matrix kernels reproduce the reference bit for bit: ${strict}`);
   const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
   const batches = manifest.trace.steps.map((s) => inputBatch(s.batch));
   const events = [];
@@ -48,8 +28,6 @@ test.serial('fit() on the fixture batches reproduces the reference training trac
   });
   t.log(JSON.stringify(rows));
   for (const r of rows) t.true(r.lr <= TOL.lr, `lr of step ${r.step}`);
-  // step 1 starts from the file's weights: strict everywhere
-  t.true(rows[0].loss <= TOL.traceLoss && rows[0].inpLoss <= TOL.traceLoss && rows[0].gradNorm <= TOL.traceGradNorm);
 
   const expected = (await readCheckpointFile(path.join(FIXTURE, 'expected.pth'))).root.get('final_trainable_state_dict');
   const initial = (await readCheckpointFile(path.join(FIXTURE, 'inp_former.pth'))).root;
@@ -71,21 +49,12 @@ test.serial('fit() on the fixture batches reproduces the reference training trac
   const w = { n: errors.length, q999: errors[Math.floor(errors.length * 0.999)], max: errors[errors.length - 1], updateRelL2: Math.sqrt(updErr2 / upd2) };
   t.log(JSON.stringify(w));
   t.is(w.n, 1081376);
-  if (strict) {
-    for (const r of rows) {
-      t.true(r.loss <= TOL.traceLoss && r.inpLoss <= TOL.traceLoss, `loss of step ${r.step}`);
-      t.true(r.gradNorm <= TOL.traceGradNorm, `grad norm of step ${r.step}`);
-    }
-    t.true(w.q999 <= TOL.weightsQ999);
-    t.true(w.max <= TOL.weightsMax);
-  } else {
-    for (const r of rows) {
-      t.true(r.loss <= 1e-4 && r.inpLoss <= 1e-4, `loss of step ${r.step}`);
-      t.true(r.gradNorm <= 5e-3, `grad norm of step ${r.step}`);
-    }
-    t.true(w.updateRelL2 <= 1e-2, 'the weight update agrees');
-    t.true(w.max <= 1e-3);
+  for (const r of rows) {
+    t.true(r.loss <= TOL.traceLoss && r.inpLoss <= TOL.traceLoss, `loss of step ${r.step}`);
+    t.true(r.gradNorm <= TOL.traceGradNorm, `grad norm of step ${r.step}`);
   }
+  t.true(w.q999 <= TOL.weightsQ999, '99.9% of the trained weights');
+  t.true(w.max <= TOL.weightsMax, 'every trained weight');
   await model.dispose();
 });
 

@@ -17,7 +17,13 @@ int availableCores() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-SerialExecutor::SerialExecutor(int threads) : thread_([this, threads] { loop(threads); }) {}
+std::mutex& computeMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+SerialExecutor::SerialExecutor(int threads, bool exclusiveCompute)
+    : thread_([this, threads, exclusiveCompute] { loop(threads, exclusiveCompute); }) {}
 
 SerialExecutor::~SerialExecutor() {
   {
@@ -36,7 +42,7 @@ void SerialExecutor::post(std::function<void()> job) {
   cv_.notify_one();
 }
 
-void SerialExecutor::loop(int threads) {
+void SerialExecutor::loop(int threads, bool exclusiveCompute) {
   at::set_num_threads(threads > 0 ? threads : availableCores());
   for (;;) {
     std::function<void()> job;
@@ -47,7 +53,12 @@ void SerialExecutor::loop(int threads) {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    job();  // jobs catch their own errors (they report through their promise)
+    if (exclusiveCompute) {
+      std::lock_guard<std::mutex> turn(computeMutex());
+      job();  // jobs catch their own errors (they report through their promise)
+    } else {
+      job();
+    }
   }
 }
 

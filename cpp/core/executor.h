@@ -12,7 +12,8 @@ namespace inpformer {
 
 class SerialExecutor {
  public:
-  explicit SerialExecutor(int threads);
+  // exclusiveCompute: run each job holding the process-wide compute lock (see computeMutex).
+  SerialExecutor(int threads, bool exclusiveCompute);
   ~SerialExecutor();  // finishes queued jobs, then joins
   SerialExecutor(const SerialExecutor&) = delete;
   SerialExecutor& operator=(const SerialExecutor&) = delete;
@@ -20,13 +21,19 @@ class SerialExecutor {
   void post(std::function<void()> job);
 
  private:
-  void loop(int threads);
+  void loop(int threads, bool exclusiveCompute);
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
   std::thread thread_;
 };
+
+// Model jobs of all models take turns on this lock. OpenBLAS 0.3.21 (Debian 12) deadlocks when
+// two threads call sgemm at the same time (seen as a hang with two models training and
+// predicting at once: one caller spinning in exec_blas, the other blocked on its mutex), and
+// on a CPU one job's matrix products already use every core, so turns cost little.
+std::mutex& computeMutex();
 
 // The cores this process may run on (sched_getaffinity), at least 1.
 int availableCores();

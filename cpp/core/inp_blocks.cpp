@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "linear.h"
+
 namespace F = torch::nn::functional;
 
 namespace inpformer {
@@ -39,6 +41,8 @@ InpMlpImpl::InpMlpImpl(int64_t dim, int64_t hidden, bool bias) {
   fc2 = register_module("fc2", linear(hidden, dim, bias));
 }
 
+torch::Tensor InpMlpImpl::forward(const torch::Tensor& x) { return linear(fc2, torch::gelu(linear(fc1, x))); }
+
 InpExtractorAttentionImpl::InpExtractorAttentionImpl(int64_t dim, int64_t heads, bool qkvBias)
     : numHeads(heads), scale(std::pow(static_cast<double>(dim / heads), -0.5)) {
   q = register_module("q", linear(dim, dim, qkvBias));
@@ -47,9 +51,9 @@ InpExtractorAttentionImpl::InpExtractorAttentionImpl(int64_t dim, int64_t heads,
 }
 
 torch::Tensor InpExtractorAttentionImpl::forward(const torch::Tensor& queries, const torch::Tensor& tokens) {
-  auto h = splitHeads(q(queries), kv(tokens), numHeads);
+  auto h = splitHeads(linear(q, queries), linear(kv, tokens), numHeads);
   auto attn = (torch::matmul(h.q, h.k.transpose(-2, -1)) * scale).softmax(-1);
-  return proj(mergeHeads(torch::matmul(attn, h.v)));
+  return linear(proj, mergeHeads(torch::matmul(attn, h.v)));
 }
 
 InpExtractorBlockImpl::InpExtractorBlockImpl(int64_t dim, int64_t heads, double mlpRatio, bool qkvBias,
@@ -73,11 +77,11 @@ InpGuidedAttentionImpl::InpGuidedAttentionImpl(int64_t dim, int64_t heads, bool 
 }
 
 torch::Tensor InpGuidedAttentionImpl::forward(const torch::Tensor& tokens, const torch::Tensor& prototypes) {
-  auto h = splitHeads(q(tokens), kv(prototypes), numHeads);
+  auto h = splitHeads(linear(q, tokens), linear(kv, prototypes), numHeads);
   auto qn = F::normalize(h.q, F::NormalizeFuncOptions().dim(-1));
   auto kn = F::normalize(h.k, F::NormalizeFuncOptions().dim(-1));
   auto attn = torch::relu(torch::matmul(qn, kn.transpose(-2, -1)) * learn_scale);
-  return proj(mergeHeads(torch::matmul(attn, h.v)));
+  return linear(proj, mergeHeads(torch::matmul(attn, h.v)));
 }
 
 InpDecoderBlockImpl::InpDecoderBlockImpl(int64_t dim, int64_t heads, double mlpRatio, bool qkvBias,

@@ -8,7 +8,7 @@ namespace inpformer {
 // fc1 -> GELU -> fc2. Upstream's has biases; anomalib's extractor/decoder MLPs have none.
 struct InpMlpImpl : torch::nn::Module {
   InpMlpImpl(int64_t dim, int64_t hidden, bool bias);
-  torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x))); }
+  torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(InpMlp);

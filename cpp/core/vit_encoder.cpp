@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "linear.h"
 
 namespace F = torch::nn::functional;
 
@@ -21,13 +22,13 @@ ViTAttentionImpl::ViTAttentionImpl(int64_t dim, int64_t heads) : numHeads(heads)
 
 torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), N = x.size(1), C = x.size(2);
-  auto qkvOut = qkv(x).reshape({B, N, 3, numHeads, C / numHeads}).permute({2, 0, 3, 1, 4});
+  auto qkvOut = linear(qkv, x).reshape({B, N, 3, numHeads, C / numHeads}).permute({2, 0, 3, 1, 4});
   auto q = qkvOut[0] * scale;
   auto k = qkvOut[1];
   auto v = qkvOut[2];
   auto attn = torch::matmul(q, k.transpose(-2, -1)).softmax(-1);
   auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, N, C});
-  return proj(out);
+  return linear(proj, out);
 }
 
 ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden, bool useSwiglu) : swiglu(useSwiglu) {
@@ -42,10 +43,10 @@ ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden, bool useSwiglu) : swiglu(use
 
 torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) {
   if (swiglu) {
-    auto x12 = fc1(x).chunk(2, -1);
-    return fc2(F::silu(x12[0]) * x12[1]);
+    auto x12 = linear(fc1, x).chunk(2, -1);
+    return linear(fc2, F::silu(x12[0]) * x12[1]);
   }
-  return fc2(torch::gelu(fc1(x)));
+  return linear(fc2, torch::gelu(linear(fc1, x)));
 }
 
 ViTBlockImpl::ViTBlockImpl(const EncoderConfig& cfg) {

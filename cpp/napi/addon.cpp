@@ -17,7 +17,7 @@ namespace {
 // Decoding happens in JS (sharp, libuv pool); resizing/normalising runs here, on a thread of
 // its own so that data preparation overlaps a model's training or inference.
 SerialExecutor& dataExecutor() {
-  static SerialExecutor executor(1);
+  static SerialExecutor executor(1, /*exclusiveCompute=*/false);  // no matrix products
   return executor;
 }
 

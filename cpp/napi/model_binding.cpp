@@ -59,7 +59,7 @@ Napi::Function NativeModel::define(Napi::Env env) {
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
   int threads = 0;
   if (info.Length() > 0 && info[0].IsNumber()) threads = info[0].As<Napi::Number>().Int32Value();
-  executor_ = std::make_unique<SerialExecutor>(threads);
+  executor_ = std::make_unique<SerialExecutor>(threads, /*exclusiveCompute=*/true);
 }
 
 NativeModel::~NativeModel() = default;  // the executor finishes queued jobs, then joins
