@@ -32,6 +32,7 @@ import { normalizeMap, normalizeScore } from './postprocess';
 import { writeHeatmap } from './heatmap';
 import { readLabelledSet } from './dataset';
 import { EvaluationReport, attachMasks, calibrationFrom, evaluationFrom } from './evaluation';
+import { resolveEncoderName } from './weights';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -49,7 +50,10 @@ export interface RandomEncoderSpec {
 }
 
 export interface CreateOptions extends ArchitectureOptions {
-  /** DINOv2 weights (Meta .pth, timm .safetensors, TorchScript), or a random-encoder spec. */
+  /**
+   * DINOv2 weights (Meta .pth, timm .safetensors, TorchScript); a name of downloaded weights
+   * ('dinov2_vitb14_reg', or anomalib's 'dinov2reg_vit_base_14'); or a random-encoder spec.
+   */
   encoder?: string | RandomEncoderSpec;
   /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' */
   device?: string;
@@ -210,9 +214,10 @@ export class InpFormer {
     let encoderSource: string;
     let spec: EncoderSpec;
     if (typeof enc === 'string') {
-      encWeights = await readEncoderFile(enc);
-      encoderSource = enc;
-      spec = inferEncoderSpec(encWeights, options.encoderHeads, enc);
+      const file = resolveEncoderName(enc) ?? enc;
+      encWeights = await readEncoderFile(file);
+      encoderSource = file;
+      spec = inferEncoderSpec(encWeights, options.encoderHeads, file);
     } else {
       for (const k of ['embedDim', 'depth', 'numHeads'] as const) checkPositiveInt(enc[k], `encoder.${k}`);
       spec = {
@@ -259,7 +264,7 @@ export class InpFormer {
     let encoderSource = file;
     if (options.encoder) {
       for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
-      for (const [k, v] of withEncoderPrefix(await readEncoderFile(options.encoder))) weights.set(k, v);
+      for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(options.encoder) ?? options.encoder))) weights.set(k, v);
       encoderSource = options.encoder;
     }
     const network = inferNetworkConfig(weights, ck.recorded, options, file);

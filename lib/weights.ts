@@ -4,7 +4,7 @@
  * INP_FORMER_WEIGHTS_URL overrides the base URL (tests use a server on 127.0.0.1);
  * INP_FORMER_CACHE the folder (default ~/.cache/inp-former).
  */
-import { createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream, existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -67,5 +67,31 @@ export async function downloadWeights(name: string, options: { dir?: string; onP
   await pipeline(body, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }));
   if (total !== undefined && received !== total) throw new InpFormerError(`download of ${url} ended early (${received} of ${total} bytes); run again to resume`, 'ERR_INP_DOWNLOAD');
   await fs.rename(partial, file);
+  return file;
+}
+
+/** anomalib's encoder names -> ours. */
+const ANOMALIB_NAMES: Record<string, string> = {
+  dinov2_vit_small_14: 'dinov2_vits14',
+  dinov2_vit_base_14: 'dinov2_vitb14',
+  dinov2_vit_large_14: 'dinov2_vitl14',
+  dinov2reg_vit_small_14: 'dinov2_vits14_reg',
+  dinov2reg_vit_base_14: 'dinov2_vitb14_reg',
+  dinov2reg_vit_large_14: 'dinov2_vitl14_reg',
+};
+
+/**
+ * An encoder given by name (ours, e.g. 'dinov2_vitb14_reg', or anomalib's, e.g.
+ * 'dinov2reg_vit_base_14') -> the cached weights file; undefined when `name` is not a name.
+ * Throws when the weights are not downloaded yet, saying how to get them.
+ */
+export function resolveEncoderName(name: string): string | undefined {
+  const key = ANOMALIB_NAMES[name] ?? name;
+  const rel = DINOV2_WEIGHTS[key];
+  if (!rel) return undefined;
+  const file = path.join(cacheDir(), path.basename(rel));
+  if (!existsSync(file)) {
+    throw new InvalidArgumentError(`encoder '${name}' is not downloaded: run \`npx inp-former weights download ${key}\` (or pass a weights file)`);
+  }
   return file;
 }
