@@ -3,6 +3,7 @@
 const test = require('ava');
 const os = require('node:os');
 const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const { InpFormer, runtime, InvalidArgumentError, DisposedError, DeviceError } = require('..');
 const { FIXTURE, FIXTURE_SIZES, inputBatch } = require('./helpers');
 const pkg = require('../package.json');
@@ -79,4 +80,17 @@ test('two models computing at the same time both finish (OpenBLAS must not be en
   t.is(results.length, 20);
   t.deepEqual(results[1].scores, results[3].scores);
   await Promise.all([a.dispose(), b.dispose()]);
+});
+
+test('spawning child processes while a model computes does not hang (OpenBLAS fork handler)', async (t) => {
+  t.timeout(120_000);
+  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const input = inputBatch([0, 1, 2]);
+  for (let i = 0; i < 25; i++) {
+    const pending = model.inferTensor(input.data, input.shape);
+    for (let k = 0; k < 3; k++) t.is(spawnSync('true').status, 0);
+    await pending;
+  }
+  await model.dispose();
+  t.pass();
 });

@@ -1,6 +1,7 @@
 // executor.cpp - SerialExecutor and core counting.
 #include "executor.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <torch/torch.h>
 
@@ -20,6 +21,17 @@ int availableCores() {
 std::mutex& computeMutex() {
   static std::mutex mutex;
   return mutex;
+}
+
+void installForkGuard() {
+  static const bool installed = [] {
+    // pthread_atfork prepare handlers run in reverse order of registration: ours, registered
+    // after libopenblas was loaded, runs before OpenBLAS's thread shutdown.
+    pthread_atfork([] { computeMutex().lock(); }, [] { computeMutex().unlock(); },
+                   [] { computeMutex().unlock(); });
+    return true;
+  }();
+  (void)installed;
 }
 
 SerialExecutor::SerialExecutor(int threads, bool exclusiveCompute)

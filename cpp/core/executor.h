@@ -35,6 +35,13 @@ class SerialExecutor {
 // on a CPU one job's matrix products already use every core, so turns cost little.
 std::mutex& computeMutex();
 
+// OpenBLAS (pthreads build) registers a pthread_atfork handler that shuts its worker threads down
+// before every fork; if a matrix product is running on another thread at that moment it waits
+// for those workers forever. Node forks for every child_process spawn, so a service that spawns
+// while a model computes would hang. This guard, registered after OpenBLAS and therefore run
+// before it, takes the compute lock for the fork: the fork waits for the running job to end.
+void installForkGuard();
+
 // The cores this process may run on (sched_getaffinity), at least 1.
 int availableCores();
 

@@ -70,6 +70,7 @@ Napi::Value preprocess(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  installForkGuard();
   exports.Set("runtime", Napi::Function::New(env, runtime));
   exports.Set("preprocess", Napi::Function::New(env, preprocess));
   exports.Set("NativeModel", NativeModel::define(env));
