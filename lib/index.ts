@@ -2,7 +2,11 @@
  * inp-former: INP-Former visual anomaly detection on a native libtorch core.
  */
 export { InpFormer } from './model';
-export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model';
+export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec, PredictOptions, Prediction } from './model';
+export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './training';
+export type { TensorBatch, FitSource } from './data';
+export type { ImageInput, RawPixels } from './images';
+export type { EvaluationReport, MetricSet } from './evaluation';
 export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './architecture';
 export { runtime } from './runtime';
 export type { RuntimeInfo } from './runtime';

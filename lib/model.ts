@@ -124,10 +124,6 @@ export interface Prediction {
   heatmap?: string;
 }
 
-export interface FitSummaryWithCalibration {
-  thresholds?: Thresholds;
-}
-
 function toNativeTensors(m: TensorMap): NativeTensor[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
 }
@@ -389,7 +385,7 @@ export class InpFormer {
    * Returns a TrainingRun: `await` it for the summary, `for await` it for progress events.
    * While it runs, other calls on this model reject with BusyError.
    */
-  fit(source: FitSource, options: FitOptions & { validation?: string } = {}): TrainingRun {
+  fit(source: FitSource, options: FitOptions = {}): TrainingRun {
     return new TrainingRun(async (emit) => {
       const release = this.takeExclusive('fit');
       let summary;

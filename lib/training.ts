@@ -4,7 +4,7 @@
  * AbortSignal, report progress and write checkpoints. The run is a TrainingRun: await it for
  * the summary, or iterate it (`for await`) for progress events.
  */
-import { interpretCheckpoint } from './architecture';
+import { Thresholds, interpretCheckpoint } from './architecture';
 import { DICT_STATE } from './checkpoint/pickle';
 import { readCheckpointFile } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
@@ -42,6 +42,8 @@ export interface FitSummary {
   /** seconds the model waited for data (decode + preprocess not ready in time) */
   dataWaitSeconds: number;
   dataWaitShare: number;
+  /** thresholds calibrated on `validation`, when given */
+  thresholds?: Thresholds;
 }
 
 export interface FitOptions {
@@ -68,6 +70,8 @@ export interface FitOptions {
   prefetchBatches?: number;
   /** save model + training state every `everyEpochs` epochs and at the end */
   checkpoint?: { path: string; everyEpochs?: number };
+  /** a labelled folder (MVTec layout) on which to calibrate thresholds after training */
+  validation?: string;
   /** continue a run from a checkpoint written by `checkpoint` */
   resumeFrom?: string;
   signal?: AbortSignal;
