@@ -224,6 +224,31 @@ function listOfLists(v: unknown): number[][] | undefined {
   return out.every((x) => x) ? (out as number[][]) : undefined;
 }
 
+function stateOf(v: unknown): Map<unknown, unknown> | undefined {
+  return v instanceof PyObject ? mapOf(v.state) : undefined;
+}
+
+function squareSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  const l = listOfInts(v);
+  return l && (l.length === 1 || (l.length === 2 && l[0] === l[1])) ? l[0] : undefined;
+}
+
+/** Resize and CenterCrop sizes of anomalib's pickled PreProcessor (torchvision v2 transforms). */
+function anomalibSizes(preProcessor: unknown): { imageSize?: number; cropSize?: number } {
+  const modules = mapOf(stateOf(preProcessor)?.get('_modules'));
+  const transforms = stateOf(modules?.get('transform'))?.get('transforms');
+  const out: { imageSize?: number; cropSize?: number } = {};
+  if (!Array.isArray(transforms)) return out;
+  for (const t of transforms) {
+    if (!(t instanceof PyObject)) continue;
+    const size = squareSize(stateOf(t)?.get('size'));
+    if (t.cls.name === 'Resize') out.imageSize = size;
+    if (t.cls.name === 'CenterCrop' || t.cls.name === 'ExportableCenterCrop') out.cropSize = size;
+  }
+  return out;
+}
+
 /** What kind of checkpoint this is, with its weights under canonical names. */
 export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint {
   const where = file.path;
@@ -252,6 +277,7 @@ export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint
       fuseLayerDecoder: listOfLists(hp.get('fuse_layer_decoder')),
       removeClassToken: typeof hp.get('remove_class_token') === 'boolean' ? (hp.get('remove_class_token') as boolean) : undefined,
       inpNum: numberOf(hp.get('inp_num')),
+      ...anomalibSizes(hp.get('pre_processor')),
     };
     const precision = hp.get('precision');
     if (precision instanceof PyObject && precision.args[1] === 'BFLOAT16') recorded.precision = 'bfloat16';

@@ -93,6 +93,15 @@ test('anomalib .ckpt matches its outputs, thresholds and post-processing', async
   t.true(errors.post_anomaly_map <= TOL.postMap);
 });
 
+test('an anomalib checkpoint brings its pre-processing sizes', async (t) => {
+  const model = await InpFormer.load(path.join(FIXTURE, 'anomalib_inp_former.ckpt'));
+  t.is(model.config.imageSize, 256, "the pickled PreProcessor's Resize");
+  t.is(model.config.cropSize, 224, 'and its CenterCrop');
+  const out = await model.inferTensor(input.data, input.shape);
+  t.true(maxAbsDiff(out.scores, ref('ckpt/pred_score')) <= TOL.score);
+  await model.dispose();
+});
+
 test('bfloat16 precision runs and stays close to float32', async (t) => {
   const { model, out } = await run('inp_former.pth', { precision: 'bfloat16' });
   t.is(model.config.precision, 'bfloat16');
