@@ -318,8 +318,8 @@ export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint
   );
 }
 
-/** Check every canonical tensor against the shape the configuration implies is left to the
- * native strict load, which names the key and both shapes. Here: prefix the encoder names. */
+/** Encoder weights (Meta names) under the network's names. Shapes are checked by the native
+ * strict load, which names the key and both shapes. */
 export function withEncoderPrefix(enc: TensorMap): TensorMap {
   const out: TensorMap = new Map();
   for (const [k, v] of enc) out.set(`encoder.${k}`, v);

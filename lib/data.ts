@@ -41,7 +41,7 @@ export interface DataOptions {
   warn: (message: string) => void;
 }
 
-export function checkTensorBatch(b: unknown, index: number, cropSize?: number): TensorBatch {
+export function checkTensorBatch(b: unknown, index: number): TensorBatch {
   const batch = b as TensorBatch;
   if (!batch || !(batch.data instanceof Float32Array) || !Array.isArray(batch.shape))
     throw new InvalidArgumentError(`batch ${index}: expected { data: Float32Array, shape: [B, 3, H, W] }`);
@@ -50,8 +50,6 @@ export function checkTensorBatch(b: unknown, index: number, cropSize?: number): 
     throw new InvalidArgumentError(`batch ${index}: shape must be [B, 3, H, W], got ${JSON.stringify(s)}`);
   if (batch.data.length !== s[0] * s[1] * s[2] * s[3])
     throw new InvalidArgumentError(`batch ${index}: data has ${batch.data.length} values, shape ${JSON.stringify(s)} needs ${s[0] * s[1] * s[2] * s[3]}`);
-  if (cropSize !== undefined && (s[2] !== cropSize || s[3] !== cropSize))
-    throw new InvalidArgumentError(`batch ${index}: images are ${s[2]}x${s[3]}, the model's cropSize is ${cropSize}`);
   return batch;
 }
 

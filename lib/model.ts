@@ -316,8 +316,8 @@ export class InpFormer {
     return this.#thresholds ? { ...this.#thresholds } : undefined;
   }
 
-  /** @internal run one native call, tracked for dispose(), errors typed. */
-  protected track<T>(job: () => Promise<T>, kind: 'shared' | 'exclusive' = 'shared', name = 'this call'): Promise<T> {
+  /** Run one native call: refused while disposed or during fit, tracked for dispose(), errors typed. */
+  #track<T>(job: () => Promise<T>, name: string): Promise<T> {
     if (this.#disposed) return Promise.reject(new DisposedError());
     if (this.#exclusive) return Promise.reject(new BusyError(`the model is busy with ${this.#exclusive}; ${name} must wait until it ends`));
     const p = job().catch((err) => {
@@ -329,24 +329,14 @@ export class InpFormer {
     return p;
   }
 
-  /** @internal mark the model as taken by a long job (fit) until the returned release is called. */
-  protected takeExclusive(name: string): () => void {
+  /** Mark the model as taken by a long job (fit) until the returned release is called. */
+  #takeExclusive(name: string): () => void {
     if (this.#disposed) throw new DisposedError();
     if (this.#exclusive) throw new BusyError(`the model is busy with ${this.#exclusive}`);
     this.#exclusive = name;
     return () => {
       this.#exclusive = undefined;
     };
-  }
-
-  /** @internal the native model, for the training and prediction modules. */
-  protected get nativeModel(): NativeModelInstance {
-    if (this.#disposed) throw new DisposedError();
-    return this.#native;
-  }
-
-  protected setThresholds(t: Thresholds | undefined): void {
-    this.#thresholds = t;
   }
 
   /**
@@ -365,7 +355,7 @@ export class InpFormer {
     if (data.length !== shape.reduce((a, b) => a * b, 1)) {
       return Promise.reject(new InvalidArgumentError(`data has ${data.length} values, shape ${JSON.stringify(shape)} needs ${shape.reduce((a, b) => a * b, 1)}`));
     }
-    return this.track(async () => {
+    return this.#track(async () => {
       const r: NativeInferResult = await this.#native.infer(data, shape, options.features === true);
       const out: InferTensorResult = { scores: r.scores, anomalyMaps: r.anomalyMaps };
       if (options.features) {
@@ -376,7 +366,7 @@ export class InpFormer {
         out.anomalyMapsRaw = r.anomalyMapsRaw;
       }
       return out;
-    }, 'shared', 'inferTensor');
+    }, 'inferTensor');
   }
 
   /**
@@ -387,7 +377,7 @@ export class InpFormer {
    */
   fit(source: FitSource, options: FitOptions = {}): TrainingRun {
     return new TrainingRun(async (emit) => {
-      const release = this.takeExclusive('fit');
+      const release = this.#takeExclusive('fit');
       let summary;
       try {
         summary = await runTraining(
@@ -524,7 +514,7 @@ export class InpFormer {
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
   async stateDict(): Promise<TensorToSave[]> {
-    return this.track(() => this.#stateDictUnchecked(), 'shared', 'stateDict');
+    return this.#track(() => this.#stateDictUnchecked(), 'stateDict');
   }
 
   async #stateDictUnchecked(): Promise<TensorToSave[]> {
@@ -546,7 +536,7 @@ export class InpFormer {
    * metadata, so InpFormer.load restores everything. Written atomically.
    */
   async save(file: string): Promise<void> {
-    return this.track(() => this.#saveUnchecked(file), 'shared', 'save');
+    return this.#track(() => this.#saveUnchecked(file), 'save');
   }
 
   async #saveUnchecked(file: string): Promise<void> {

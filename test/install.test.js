@@ -12,13 +12,14 @@ const ROOT = path.join(__dirname, '..');
 const addonPath = () => require('node-gyp-build').path(ROOT);
 
 test.serial('npm pack -> npm install in a fresh project uses the prebuild, compiles nothing, and runs', async (t) => {
-  // prebuildify (N-API) leaves prebuilds/linux-x64/*.node; it reuses the cmake-js build.
+  // prebuildify (N-API) leaves prebuilds/linux-x64/*.node; it reuses the cmake-js build. The tests
+  // of this file run one at a time: prebuildify moves the addon the other test copies.
   execFileSync('npm', ['run', 'prebuilds'], { cwd: ROOT, stdio: 'pipe' });
   const prebuilds = fs.readdirSync(path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`));
   t.true(prebuilds.some((f) => f.endsWith('.node')), 'a prebuild exists');
 
   const work = tmpdir('inp-former-pack-');
-  execFileSync('npm', ['pack', '--pack-destination', work], { cwd: ROOT, stdio: 'pipe' });
+  execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', work], { cwd: ROOT, stdio: 'pipe' });
   const tarball = fs.readdirSync(work).find((f) => f.endsWith('.tgz'));
   t.truthy(tarball);
 
@@ -55,7 +56,7 @@ test.serial('npm pack -> npm install in a fresh project uses the prebuild, compi
   t.is(esm.trim(), require('../package.json').version);
 });
 
-test('a missing libtorch is a NativeLoadError that names the library and how to install it', (t) => {
+test.serial('a missing libtorch is a NativeLoadError that names the library and how to install it', (t) => {
   const dir = tmpdir('inp-former-broken-');
   const release = path.join(dir, 'build', 'Release');
   fs.mkdirSync(release, { recursive: true });

@@ -142,8 +142,6 @@ function build(obj: unknown, state: unknown): void {
   // Tensors (parameter state) and others: the state carries nothing we use.
 }
 
-const MARK = Symbol('mark');
-
 const MAX_MEMO = 50_000_000;
 
 /** Parse one pickle. */
