@@ -25,6 +25,22 @@ async function timeInference(encoder, { threads, precision = 'float32', batch = 
   return { secondsPerBatch: seconds, imagesPerSecond: batch / seconds };
 }
 
+async function timePredict(encoder, { n = 16, predictBatchSize }) {
+  // a service scoring PNGs: one request at a time, then all at once (micro-batched)
+  const dir = path.resolve(__dirname, '..', '..', 'shared', 'datasets', 'synth-ad', 'weave', 'test', 'good');
+  const files = fs.readdirSync(dir).slice(0, n).map((f) => path.join(dir, f));
+  const model = await InpFormer.create({ encoder, cropSize: 392, imageSize: 448, predictBatchSize });
+  await model.predict(files[0]);
+  let t0 = performance.now();
+  for (const f of files) await model.predict(f);
+  const sequential = files.length / ((performance.now() - t0) / 1000);
+  t0 = performance.now();
+  await Promise.all(files.map((f) => model.predict(f)));
+  const concurrent = files.length / ((performance.now() - t0) / 1000);
+  await model.dispose();
+  return { sequential, concurrent };
+}
+
 async function timeTraining(encoder, { batch = 4, steps = 6, crop = 392 }) {
   // real images through the whole pipeline (decode, resize 448, crop, normalise) when available
   const dir = path.resolve(__dirname, '..', '..', 'shared', 'datasets', 'synth-ad', 'weave');
@@ -62,6 +78,20 @@ async function timeTraining(encoder, { batch = 4, steps = 6, crop = 392 }) {
   lines.push('', `Default threads (${r.threads}, the cores this process may use) against libtorch's own default of 1 on ViT-S/14: ` +
     `${speedup('float32')}x in float32, ${speedup('bfloat16')}x in bfloat16 (element-wise ops, convolutions and oneDNN's bf16 products follow at::set_num_threads; OpenBLAS's fp32 products use their own pool). ` +
     'This holds with passive OpenMP waiting, which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given: with libgomp\'s default spinning, 2 intra-op threads made fp32 inference about 2x slower than 1 here, as idle OpenMP workers took the cores OpenBLAS needed.', '');
+  lines.push('## predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
+  lines.push('| encoder | predictBatchSize | requests | one at a time: images / s | all at once: images / s |', '|---|---|---|---|---|');
+  for (const predictBatchSize of [1, 8]) {
+    const pr = await timePredict(ENCODERS['ViT-S/14 reg4'], { n: quick ? 4 : 16, predictBatchSize });
+    lines.push(`| ViT-S/14 reg4 | ${predictBatchSize} | ${quick ? 4 : 16} | ${pr.sequential.toFixed(2)} | ${pr.concurrent.toFixed(2)} |`);
+    console.log(lines[lines.length - 1]);
+  }
+  lines.push('', '| inferTensor, ViT-S/14 reg4 float32, batch | ms / image |', '|---|---|');
+  for (const batch of [1, 2, 4, 8]) {
+    const m = await timeInference(ENCODERS['ViT-S/14 reg4'], { threads: r.threads, batch, reps: quick ? 1 : 3 });
+    lines.push(`| ${batch} | ${((1000 * m.secondsPerBatch) / batch).toFixed(0)} |`);
+    console.log(lines[lines.length - 1]);
+  }
+  lines.push('', 'On this 2-core CPU one image already keeps both cores busy and larger batches cost more per image (table above), so the CPU default is predictBatchSize 1: concurrent calls queue on the model thread. On CUDA it is 8.', '');
   lines.push('## Training (fit on synth-ad/weave PNGs: decode, resize, crop, normalise, step)', '');
   lines.push('| encoder | batch | steps | images / s | data-wait share |', '|---|---|---|---|---|');
   const t = await timeTraining(ENCODERS['ViT-S/14 reg4'], { batch: 4, steps: quick ? 2 : 6 });

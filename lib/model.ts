@@ -66,6 +66,12 @@ export interface CreateOptions extends ArchitectureOptions {
   cropSize?: number;
   /** seed of the trainable part's initialisation (default 0) */
   seed?: number;
+  /**
+   * Most images one native run of concurrent predict() calls may take (micro-batching).
+   * Default 8 on CUDA and 1 on the CPU, where batching was measured slower per image
+   * (docs/benchmarks.md): there concurrent calls queue instead.
+   */
+  predictBatchSize?: number;
 }
 
 export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
@@ -80,6 +86,7 @@ export interface ModelConfig {
   precision: Precision;
   device: string;
   threads: number;
+  predictBatchSize: number;
   /** where the weights came from */
   source: { kind: InterpretedCheckpoint['kind'] | 'new'; path?: string; encoder: string };
 }
@@ -188,6 +195,8 @@ export class InpFormer {
   #config: ModelConfig;
   #thresholds: Thresholds | undefined;
   #exclusive: string | undefined;
+  /** the running fit: aborted and awaited by dispose() */
+  #fit: { abort: AbortController; done: Promise<unknown> } | undefined;
   #pending = new Set<Promise<unknown>>();
   #batcher: MicroBatcher<{ score: number; map: Float32Array }> | undefined;
   #disposed = false;
@@ -289,8 +298,11 @@ export class InpFormer {
       throw new InvalidArgumentError(`cropSize ${cropSize} is not a multiple of the patch size ${network.encoder.patchSize}`);
     const precision = o.precision ?? 'float32';
     if (precision !== 'float32' && precision !== 'bfloat16') throw new InvalidArgumentError(`precision must be 'float32' or 'bfloat16'`);
+    checkPositiveInt(o.predictBatchSize, 'predictBatchSize');
     const threads = o.threads ?? native().runtime().defaultThreads;
-    return { network, imageSize, cropSize, precision, device: o.device ?? 'cpu', threads, source };
+    const device = o.device ?? 'cpu';
+    const predictBatchSize = o.predictBatchSize ?? (device === 'cpu' ? 1 : 8);
+    return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, source };
   }
 
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {
@@ -376,10 +388,16 @@ export class InpFormer {
    * While it runs, other calls on this model reject with BusyError.
    */
   fit(source: FitSource, options: FitOptions = {}): TrainingRun {
-    return new TrainingRun(async (emit) => {
+    const run = new TrainingRun(async (emit) => {
       const release = this.#takeExclusive('fit');
+      // one signal for the user's abort and dispose()
+      const abort = new AbortController();
+      const forward = () => abort.abort(options.signal?.reason);
+      if (options.signal?.aborted) forward();
+      options.signal?.addEventListener('abort', forward, { once: true });
       let summary;
       try {
+        this.#fit = { abort, done: Promise.resolve() }; // fit() below replaces done with the run
         summary = await runTraining(
           {
             native: this.#native,
@@ -389,15 +407,19 @@ export class InpFormer {
             saveModel: (file) => this.#saveUnchecked(file),
           },
           source,
-          options,
+          { ...options, signal: abort.signal },
           emit,
         );
       } finally {
+        options.signal?.removeEventListener('abort', forward);
+        this.#fit = undefined;
         release();
       }
       if (options.validation) return { ...summary, thresholds: await this.calibrate(options.validation, options.onWarning) };
       return summary;
     });
+    if (this.#fit) this.#fit.done = run.then(undefined, () => undefined);
+    return run;
   }
 
   #batcherFor(): MicroBatcher<{ score: number; map: Float32Array }> {
@@ -408,6 +430,7 @@ export class InpFormer {
         return Array.from({ length: n }, (_, i) => ({ score: r.scores[i], map: r.anomalyMaps.slice(i * c * c, (i + 1) * c * c) }));
       },
       3 * c * c,
+      this.#config.predictBatchSize,
     );
     return this.#batcher;
   }
@@ -559,10 +582,14 @@ export class InpFormer {
     return pkg.version;
   }
 
-  /** Free the native model. Waits for calls in flight; later calls reject with DisposedError. */
+  /** Free the native model. Stops a running fit (within a step), waits for calls in flight; later calls reject with DisposedError. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
+    if (this.#fit) {
+      this.#fit.abort.abort(new DisposedError());
+      await this.#fit.done;
+    }
     await Promise.allSettled([...this.#pending]);
     this.#native.dispose();
   }

@@ -230,7 +230,7 @@ export async function runTraining(
   };
   const maxSteps = options.maxSteps === undefined ? undefined : positiveInt(options.maxSteps, 'maxSteps', 1);
   const everyEpochs = positiveInt(options.checkpoint?.everyEpochs, 'checkpoint.everyEpochs', 1);
-  options.signal?.throwIfAborted?.();
+  if (options.signal?.aborted) throw new AbortError('training aborted before it started');
 
   const source_: BatchSource = await batchSource(source, {
     batchSize: o.batchSize,

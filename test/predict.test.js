@@ -55,7 +55,10 @@ test('paths, encoded Buffers and raw pixels give the same result', async (t) => 
 });
 
 test('concurrent predict calls are micro-batched natively', async (t) => {
-  const model = await InpFormer.load(trained);
+  const model = await InpFormer.load(trained, { predictBatchSize: 8 });
+  const plain = await InpFormer.load(trained);
+  t.is(plain.config.predictBatchSize, 1, 'CPU default: no batching (measured slower per image)');
+  await plain.dispose();
   const files = fs.readdirSync(path.join(WEAVE, 'test', 'good')).slice(0, 8).map((f) => path.join(WEAVE, 'test', 'good', f));
   const single = [];
   for (const f of files) single.push((await model.predict(f)).score);

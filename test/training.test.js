@@ -215,3 +215,25 @@ test('a dataset smaller than one batch trains on what it has, with a warning', a
   t.true(warnings.some((w) => /fewer than one batch/.test(w)));
   await model.dispose();
 });
+
+test('dispose() during fit stops it within a step and frees the model', async (t) => {
+  const { DisposedError } = require('..');
+  const model = await InpFormer.create({ encoder: tinyEncoder, ...tinySizes });
+  let disposing;
+  const run = model.fit(WEAVE, {
+    epochs: 50, batchSize: 4, warmupSteps: 1,
+    onProgress: (e) => {
+      if (e.type === 'step' && e.step === 1) disposing = model.dispose();
+    },
+  });
+  await t.throwsAsync(run, { instanceOf: AbortError });
+  await disposing;
+  t.true(model.disposed);
+  await t.throwsAsync(model.inferTensor(new Float32Array(3 * 56 * 56), [1, 3, 56, 56]), { instanceOf: DisposedError });
+});
+
+test('an already aborted signal refuses to start, with a typed error', async (t) => {
+  const model = await InpFormer.create({ encoder: tinyEncoder, ...tinySizes });
+  await t.throwsAsync(model.fit(WEAVE, { signal: AbortSignal.abort() }), { instanceOf: AbortError });
+  await model.dispose();
+});
