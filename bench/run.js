@@ -4,6 +4,7 @@
 //   node bench/run.js [--quick]
 'use strict';
 const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
 const os = require('node:os');
 const path = require('node:path');
 const { InpFormer, runtime } = require('..');
@@ -50,7 +51,15 @@ async function timeTraining(encoder, { batch = 4, steps = 6, crop = 392 }) {
   return summary;
 }
 
+// `node bench/run.js --spin-child` measures one configuration in a process whose OpenMP
+// workers spin (libgomp's default), to compare with the passive waiting the package sets.
+async function spinChild() {
+  const m = await timeInference(ENCODERS['ViT-S/14 reg4'], { threads: runtime().threads, reps: 3 });
+  process.stdout.write(JSON.stringify(m));
+}
+
 (async () => {
+  if (process.argv.includes('--spin-child')) return spinChild();
   const r = runtime();
   const rows = [];
   const lines = [];
@@ -70,14 +79,20 @@ async function timeTraining(encoder, { batch = 4, steps = 6, crop = 392 }) {
       console.log(lines[lines.length - 1]);
     }
   }
- const speedup = (precision) => {
-    const one = rows.find((x) => x.name === 'ViT-S/14 reg4' && x.threads === 1 && x.precision === precision);
-    const all = rows.find((x) => x.name === 'ViT-S/14 reg4' && x.threads === r.threads && x.precision === precision);
-    return (one.secondsPerBatch / all.secondsPerBatch).toFixed(2);
+  const spinning = JSON.parse(
+    execFileSync(process.execPath, [__filename, '--spin-child'], { env: { ...process.env, OMP_WAIT_POLICY: 'ACTIVE' }, encoding: 'utf8' }),
+  );
+  lines.push(`| ViT-S/14 reg4 | float32 | ${r.threads}, OMP_WAIT_POLICY=ACTIVE | ${spinning.secondsPerBatch.toFixed(3)} | ${spinning.imagesPerSecond.toFixed(2)} |`);
+  const speedup = (name, precision) => {
+    const one = rows.find((x) => x.name === name && x.threads === 1 && x.precision === precision);
+    const all = rows.find((x) => x.name === name && x.threads === r.threads && x.precision === precision);
+    return one && all ? (one.secondsPerBatch / all.secondsPerBatch).toFixed(2) : '-';
   };
-  lines.push('', `Default threads (${r.threads}, the cores this process may use) against libtorch's own default of 1 on ViT-S/14: ` +
-    `${speedup('float32')}x in float32, ${speedup('bfloat16')}x in bfloat16 (element-wise ops, convolutions and oneDNN's bf16 products follow at::set_num_threads; OpenBLAS's fp32 products use their own pool). ` +
-    'This holds with passive OpenMP waiting, which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given: with libgomp\'s default spinning, 2 intra-op threads made fp32 inference about 2x slower than 1 here, as idle OpenMP workers took the cores OpenBLAS needed.', '');
+  lines.push('', `Default threads (${r.threads}, the cores this process may use) against libtorch's own default of 1 ` +
+    `(time with 1 thread / time with ${r.threads}): ViT-S/14 ${speedup('ViT-S/14 reg4', 'float32')}x in float32 and ${speedup('ViT-S/14 reg4', 'bfloat16')}x in bfloat16; ` +
+    `ViT-B/14 ${speedup('ViT-B/14 reg4', 'float32')}x in float32 and ${speedup('ViT-B/14 reg4', 'bfloat16')}x in bfloat16. ` +
+    'Element-wise ops, convolutions and oneDNN\'s bf16 products follow at::set_num_threads; OpenBLAS\'s fp32 products use their own pool of 2 threads whatever the setting, so fp32 on the larger encoder, dominated by those products, gains little or nothing (runs vary by about 10%). ' +
+    'All of this is with passive OpenMP waiting, which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given: with libgomp\'s default spinning (the ACTIVE row) idle OpenMP workers take the cores OpenBLAS needs.', '');
   lines.push('## predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
   lines.push('| encoder | predictBatchSize | requests | one at a time: images / s | all at once: images / s |', '|---|---|---|---|---|');
   for (const predictBatchSize of [1, 8]) {

@@ -471,11 +471,9 @@ export class InpFormer {
     const anomalyMap = options.mapSize === 'crop' ? map : full!;
     const [width, height] = options.mapSize === 'crop' ? [crop, crop] : [image.width, image.height];
     const normalizedScore = t ? normalizeScore(score, t) : null;
-    let mask: Uint8Array | null = null;
-    if (t) {
-      const post = normalizeMap(anomalyMap, t);
-      mask = Uint8Array.from(post, (v) => (v > 0.5 ? 1 : 0));
-    }
+    // anomalib's post-processing: the mask is the normalised map above 0.5
+    const post = t ? normalizeMap(anomalyMap, t) : null;
+    const mask = post ? Uint8Array.from(post, (v) => (v > 0.5 ? 1 : 0)) : null;
     const result: Prediction = {
       score, normalizedScore, isAnomalous: normalizedScore === null ? null : normalizedScore > 0.5, anomalyMap, width, height, mask,
     };
@@ -483,8 +481,9 @@ export class InpFormer {
       let shown: Float32Array;
       let outline: Uint8Array | null = null;
       if (t) {
-        shown = normalizeMap(full!, t);
-        outline = Uint8Array.from(shown, (v) => (v > 0.5 ? 1 : 0));
+        // the heatmap is always at the input's size: reuse the post-processed map when it is that one
+        shown = anomalyMap === full ? post! : normalizeMap(full!, t);
+        outline = anomalyMap === full ? mask : Uint8Array.from(shown, (v) => (v > 0.5 ? 1 : 0));
       } else {
         let lo = Infinity;
         let hi = -Infinity;

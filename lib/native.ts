@@ -103,9 +103,9 @@ let cached: NativeAddon | undefined;
 /**
  * libtorch's OpenMP workers (libgomp) spin for a while after each parallel region. fp32 matrix
  * products run on OpenBLAS's own threads, as many as there are cores, and spinning workers steal
- * those cores: measured on 2 cores, a ViT-S/14 at 392 px took 2x longer with 2 intra-op threads
- * than with 1, and 1.5x less with passive waiting (docs/benchmarks.md). libgomp reads this when
- * it is loaded, i.e. with the addon below, so it is set just before, unless the user chose.
+ * those cores: on 2 cores a ViT-S/14 at 392 px ran about 2x slower with 2 spinning intra-op
+ * threads than with 1 (`node bench/run.js`, docs/benchmarks.md). libgomp reads this when it is
+ * loaded, i.e. with the addon below, so it is set just before, unless the user chose.
  */
 function preferPassiveOpenMpWaiting(): void {
   if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
