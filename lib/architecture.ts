@@ -6,8 +6,8 @@
  * options override, and a mismatch is a CheckpointError naming the key and both shapes.
  */
 import { CheckpointError, InvalidArgumentError } from './errors';
-import { DICT_STATE, PyObject } from './checkpoint/pickle';
-import { CheckpointFile, collectModuleTensors } from './checkpoint/reader';
+import { PyObject } from './checkpoint/pickle';
+import { CheckpointFile, collectModuleTensors, stateDictMetadata } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
 
 export type TensorMap = Map<string, HostTensor>;
@@ -286,8 +286,7 @@ export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint
 
   const weights = tensorEntries(root);
   if (weights.has('prototype_token') && [...weights.keys()].some((k) => k.startsWith('encoder.'))) {
-    const meta = mapOf(mapOf((root as unknown as Record<symbol, unknown>)[DICT_STATE])?.get('_metadata'));
-    const ours = mapOf(meta?.get('inp_former'));
+    const ours = stateDictMetadata(root, 'inp_former');
     if (ours && typeof ours.get('config') === 'string') {
       let saved: { network?: Partial<NetworkConfig>; imageSize?: number; cropSize?: number; thresholds?: Thresholds };
       try {

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, RandomEncoderSpec } from './model';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
-import { interpretCheckpoint, inferNetworkConfig } from './architecture';
+import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './architecture';
 import { IMAGE_EXTENSIONS, listImages } from './images';
 import { DINOV2_WEIGHTS, cacheDir, downloadWeights } from './weights';
 import type { FitProgress } from './training';
@@ -217,7 +217,6 @@ async function cmdInfo(args: string[]): Promise<number> {
   const info: Record<string, unknown> = { file: positionals[0], format: file.format, kind: ck.kind, tensors: ck.weights.size, parameters: params };
   if (ck.kind !== 'encoder') info.architecture = inferNetworkConfig(ck.weights, ck.recorded, {}, positionals[0]);
   else {
-    const { inferEncoderSpec } = await import('./architecture');
     info.encoder = inferEncoderSpec(ck.weights, undefined, positionals[0]);
   }
   if (ck.recorded.imageSize) info.imageSize = ck.recorded.imageSize;

@@ -21,8 +21,6 @@ export interface Batch extends TensorBatch {
 export interface BatchSource {
   /** batches per epoch, if known */
   stepsPerEpoch: number | undefined;
-  /** images per epoch, if known */
-  imagesPerEpoch: number | undefined;
   epoch(epochIndex: number): AsyncGenerator<Batch>;
 }
 
@@ -55,12 +53,8 @@ export function checkTensorBatch(b: unknown, index: number): TensorBatch {
 
 class TensorBatchSource implements BatchSource {
   stepsPerEpoch: number | undefined;
-  imagesPerEpoch: number | undefined;
   constructor(private readonly batches: Iterable<TensorBatch> | AsyncIterable<TensorBatch>) {
-    if (Array.isArray(batches)) {
-      this.stepsPerEpoch = batches.length;
-      this.imagesPerEpoch = batches.reduce((n: number, b: TensorBatch) => n + (b?.shape?.[0] ?? 0), 0);
-    }
+    if (Array.isArray(batches)) this.stepsPerEpoch = batches.length;
   }
   async *epoch(): AsyncGenerator<Batch> {
     let i = 0;
@@ -75,7 +69,6 @@ class TensorBatchSource implements BatchSource {
 
 class ImageBatchSource implements BatchSource {
   stepsPerEpoch: number;
-  imagesPerEpoch: number;
   private readonly batchSize: number;
   constructor(private readonly items: ImageInput[], private readonly o: DataOptions) {
     const n = items.length;
@@ -86,7 +79,6 @@ class ImageBatchSource implements BatchSource {
       this.batchSize = o.batchSize;
     }
     this.stepsPerEpoch = Math.floor(n / this.batchSize); // the last short batch is dropped, as the reference does
-    this.imagesPerEpoch = this.stepsPerEpoch * this.batchSize;
   }
 
   private async decode(index: number): Promise<RgbImage | undefined> {

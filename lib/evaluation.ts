@@ -85,21 +85,27 @@ export interface EvaluationReport {
   perDefectType: Record<string, { images: number; image: MetricSet; pixel?: MetricSet & { aupro: number } }>;
 }
 
-function imageMetrics(scores: ArrayLike<number>, labels: number[]): MetricSet {
+function imageMetrics(scores: ArrayLike<number>, labels: ArrayLike<number>): MetricSet {
   return { auroc: auroc(scores, labels), ap: averagePrecision(scores, labels), f1Max: f1Max(scores, labels).f1 };
 }
 
-function pixelMetrics(set: ScoredSet, pick: number[]): MetricSet & { aupro: number } {
-  const per = set.crop * set.crop;
-  const maps = new Float32Array(pick.length * per);
-  const labels = new Uint8Array(pick.length * per);
-  const regions = new Int32Array(pick.length * per);
-  pick.forEach((k, j) => {
-    maps.set(set.maps.subarray(k * per, (k + 1) * per), j * per);
-    labels.set(set.pixelLabels!.subarray(k * per, (k + 1) * per), j * per);
-    regions.set(set.regions!.subarray(k * per, (k + 1) * per), j * per);
-  });
-  return { ...imageMetrics(maps, labels as unknown as number[]), aupro: aupro(maps, regions, 0.3) };
+/** Pixel metrics over the given images (undefined: all of them, without copying). */
+function pixelMetrics(set: ScoredSet, pick?: number[]): MetricSet & { aupro: number } {
+  let maps = set.maps;
+  let labels = set.pixelLabels!;
+  let regions = set.regions!;
+  if (pick) {
+    const per = set.crop * set.crop;
+    maps = new Float32Array(pick.length * per);
+    labels = new Uint8Array(pick.length * per);
+    regions = new Int32Array(pick.length * per);
+    pick.forEach((k, j) => {
+      maps.set(set.maps.subarray(k * per, (k + 1) * per), j * per);
+      labels.set(set.pixelLabels!.subarray(k * per, (k + 1) * per), j * per);
+      regions.set(set.regions!.subarray(k * per, (k + 1) * per), j * per);
+    });
+  }
+  return { ...imageMetrics(maps, labels), aupro: aupro(maps, regions, 0.3) };
 }
 
 export function evaluationFrom(set: ScoredSet): EvaluationReport {
@@ -111,7 +117,7 @@ export function evaluationFrom(set: ScoredSet): EvaluationReport {
     image: imageMetrics(set.scores, labels),
     perDefectType: {},
   };
-  if (set.pixelLabels) report.pixel = pixelMetrics(set, all);
+  if (set.pixelLabels) report.pixel = pixelMetrics(set);
   const types = [...new Set(set.items.map((i) => i.type))].filter((t) => t !== 'good');
   for (const type of types) {
     const pick = all.filter((k) => set.items[k].type === 'good' || set.items[k].type === type);

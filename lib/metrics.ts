@@ -24,11 +24,10 @@ function check(scores: Scores, labels: Labels): void {
 }
 
 /** Split by label and sort each side ascending (typed-array sort: fast on millions of pixels). */
-export function splitSorted(scores: Scores, isPositive: (i: number) => boolean, include?: (i: number) => boolean): { pos: Float64Array; neg: Float64Array } {
+export function splitSorted(scores: Scores, isPositive: (i: number) => boolean): { pos: Float64Array; neg: Float64Array } {
   let np = 0;
   let nn = 0;
   for (let i = 0; i < scores.length; i++) {
-    if (include && !include(i)) continue;
     if (isPositive(i)) np++;
     else nn++;
   }
@@ -37,7 +36,6 @@ export function splitSorted(scores: Scores, isPositive: (i: number) => boolean, 
   np = 0;
   nn = 0;
   for (let i = 0; i < scores.length; i++) {
-    if (include && !include(i)) continue;
     if (isPositive(i)) pos[np++] = scores[i];
     else neg[nn++] = scores[i];
   }

@@ -33,6 +33,7 @@ import { writeHeatmap } from './heatmap';
 import { readLabelledSet } from './dataset';
 import { EvaluationReport, attachMasks, calibrationFrom, evaluationFrom } from './evaluation';
 import { resolveEncoderName } from './weights';
+import { packageVersion } from './runtime';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -403,7 +404,6 @@ export class InpFormer {
             native: this.#native,
             imageSize: this.#config.imageSize,
             cropSize: this.#config.cropSize,
-            mlpBias: this.#config.network.mlpBias,
             saveModel: (file) => this.#saveUnchecked(file),
           },
           source,
@@ -569,17 +569,12 @@ export class InpFormer {
       cropSize: this.#config.cropSize,
       thresholds: this.#thresholds,
     };
-    const version = await InpFormer.#packageVersion();
     await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
     await writeTorchFile(file, tensors, {
-      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: version, config: JSON.stringify(saved) },
+      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved) },
     });
   }
 
-  static async #packageVersion(): Promise<string> {
-    const pkg = JSON.parse(await fs.readFile(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
-    return pkg.version;
-  }
 
   /** Free the native model. Stops a running fit (within a step), waits for calls in flight; later calls reject with DisposedError. */
   async dispose(): Promise<void> {

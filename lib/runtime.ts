@@ -18,11 +18,18 @@ export interface RuntimeInfo {
   parallelInfo: string;
 }
 
+let version: string | undefined;
+
+/** This package's version (read once from its package.json). */
+export function packageVersion(): string {
+  version ??= (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  return version;
+}
+
 export function runtime(): RuntimeInfo {
   const r = native().runtime();
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
   return {
-    version: pkg.version,
+    version: packageVersion(),
     torchVersion: r.torchVersion,
     cudaAvailable: r.cudaAvailable,
     cudaDeviceCount: r.cudaDeviceCount,

@@ -5,8 +5,7 @@
  * the summary, or iterate it (`for await`) for progress events.
  */
 import { Thresholds, interpretCheckpoint } from './architecture';
-import { DICT_STATE } from './checkpoint/pickle';
-import { readCheckpointFile } from './checkpoint/reader';
+import { readCheckpointFile, stateDictMetadata } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
 import { writeTorchFile } from './checkpoint/writer';
 import { BatchSource, FitSource, batchSource } from './data';
@@ -84,7 +83,6 @@ export interface TrainingContext {
   native: NativeModelInstance;
   imageSize: number;
   cropSize: number;
-  mlpBias: boolean;
   saveModel(file: string): Promise<void>;
 }
 
@@ -180,10 +178,7 @@ async function loadTrainingState(file: string): Promise<{ state: TrainingState; 
     throw new CheckpointError(`no training state beside the checkpoint (${sfile}): ${(err as Error).message}`, file);
   });
   const root = raw.root as Map<string, unknown>;
-  const meta = ((root as unknown as Record<symbol, unknown>)[DICT_STATE] as Map<string, unknown> | undefined)?.get('_metadata') as
-    | Map<string, Map<string, string>>
-    | undefined;
-  const info = meta?.get('inp_former_training');
+  const info = stateDictMetadata(root, 'inp_former_training') as Map<string, string> | undefined;
   if (!info) throw new CheckpointError('not an inp-former training state', sfile);
   const list = (prefix: string) => {
     const out: NativeTensor[] = [];

@@ -39,33 +39,33 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
 Napi::Value preprocess(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return promiseOrRejection(env, [&]() -> Napi::Value {
-        if (!info[0].IsArray()) throw CoreError(codes::kInvalidArgument, "preprocess expects an array of images");
-        auto list = info[0].As<Napi::Array>();
-        const auto resize = info[1].As<Napi::Number>().Int64Value();
-        const auto crop = info[2].As<Napi::Number>().Int64Value();
-        // Copy the pixels: the JS buffers may be reused or collected while the job runs.
-        auto pixels = std::make_shared<std::vector<std::vector<uint8_t>>>();
-        auto dims = std::make_shared<std::vector<std::pair<int64_t, int64_t>>>();
-        for (uint32_t i = 0; i < list.Length(); ++i) {
-          auto o = list.Get(i).As<Napi::Object>();
-          auto data = o.Get("data").As<Napi::Uint8Array>();
-          const auto w = o.Get("width").As<Napi::Number>().Int64Value();
-          const auto h = o.Get("height").As<Napi::Number>().Int64Value();
-          if (static_cast<int64_t>(data.ByteLength()) != w * h * 3)
-            throw CoreError(codes::kInvalidArgument, "image " + std::to_string(i) + ": expected " +
-                                                         std::to_string(w * h * 3) + " bytes of RGB");
-          pixels->emplace_back(data.Data(), data.Data() + data.ByteLength());
-          dims->emplace_back(h, w);
-        }
-        return schedule<torch::Tensor>(
-            env, dataExecutor(),
-            [pixels, dims, resize, crop] {
-              std::vector<RawImage> raws;
-              for (size_t i = 0; i < pixels->size(); ++i)
-                raws.push_back({(*pixels)[i].data(), (*dims)[i].first, (*dims)[i].second});
-              return preprocessImages(raws, resize, crop);
-            },
-            [](Napi::Env e, torch::Tensor& t) -> Napi::Value { return float32ArrayFrom(e, t); });
+    if (!info[0].IsArray()) throw CoreError(codes::kInvalidArgument, "preprocess expects an array of images");
+    auto list = info[0].As<Napi::Array>();
+    const auto resize = info[1].As<Napi::Number>().Int64Value();
+    const auto crop = info[2].As<Napi::Number>().Int64Value();
+    // Copy the pixels: the JS buffers may be reused or collected while the job runs.
+    auto pixels = std::make_shared<std::vector<std::vector<uint8_t>>>();
+    auto dims = std::make_shared<std::vector<std::pair<int64_t, int64_t>>>();
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      auto o = list.Get(i).As<Napi::Object>();
+      auto data = o.Get("data").As<Napi::Uint8Array>();
+      const auto w = o.Get("width").As<Napi::Number>().Int64Value();
+      const auto h = o.Get("height").As<Napi::Number>().Int64Value();
+      if (static_cast<int64_t>(data.ByteLength()) != w * h * 3)
+        throw CoreError(codes::kInvalidArgument, "image " + std::to_string(i) + ": expected " +
+                                                     std::to_string(w * h * 3) + " bytes of RGB");
+      pixels->emplace_back(data.Data(), data.Data() + data.ByteLength());
+      dims->emplace_back(h, w);
+    }
+    return schedule<torch::Tensor>(
+        env, dataExecutor(),
+        [pixels, dims, resize, crop] {
+          std::vector<RawImage> raws;
+          for (size_t i = 0; i < pixels->size(); ++i)
+            raws.push_back({(*pixels)[i].data(), (*dims)[i].first, (*dims)[i].second});
+          return preprocessImages(raws, resize, crop);
+        },
+        [](Napi::Env e, torch::Tensor& t) -> Napi::Value { return float32ArrayFrom(e, t); });
   });
 }
 

@@ -135,6 +135,18 @@ export async function readCheckpointFile(path: string): Promise<CheckpointFile> 
   return { path, format: isTorchScript ? 'torchscript' : 'torch', root };
 }
 
+/**
+ * One namespace of a state dict's `_metadata` (the OrderedDict attribute torch keeps per-module
+ * versions in, where writeTorchFile puts ours), or undefined.
+ */
+export function stateDictMetadata(root: unknown, namespace: string): Map<unknown, unknown> | undefined {
+  if (!(root instanceof Map)) return undefined;
+  const state = (root as unknown as Record<symbol, unknown>)[DICT_STATE];
+  const meta = state instanceof Map ? state.get('_metadata') : undefined;
+  const entry = meta instanceof Map ? meta.get(namespace) : undefined;
+  return entry instanceof Map ? entry : undefined;
+}
+
 /** Collect every HostTensor under a TorchScript module tree, named by attribute path. */
 export function collectModuleTensors(root: unknown): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
