@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Benchmarks on real configurations (random DINOv2-shaped encoders: no weights can be
-// downloaded here; speed does not depend on the values). Writes docs/benchmarks.md.
+// downloaded here; speed does not depend on the values). Writes its section of
+// docs/benchmarks.md, one section per libtorch version, so that runs on Debian 12 (1.13) and in
+// the Debian 13 chroot (2.6, `scripts/trixie.sh exec 'node bench/run.js'`) stand side by side.
 //   node bench/run.js [--quick]
 'use strict';
 const fs = require('node:fs');
@@ -58,17 +60,42 @@ async function spinChild() {
   process.stdout.write(JSON.stringify(m));
 }
 
+function osRelease() {
+  try {
+    return /^PRETTY_NAME="?([^"\n]*)/m.exec(fs.readFileSync('/etc/os-release', 'utf8'))[1];
+  } catch {
+    return os.platform();
+  }
+}
+
+/** Replace this libtorch's section of docs/benchmarks.md, keeping the others and the manual part. */
+function writeSection(file, torchMinor, body) {
+  const begin = `<!-- bench: libtorch ${torchMinor} -->`;
+  const end = `<!-- end bench: libtorch ${torchMinor} -->`;
+  const section = `${begin}\n${body}\n${end}`;
+  let doc = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\n<!-- manual -->\n';
+  if (doc.includes(begin) && doc.includes(end)) {
+    doc = doc.slice(0, doc.indexOf(begin)) + section + doc.slice(doc.indexOf(end) + end.length);
+  } else {
+    const at = doc.includes('<!-- manual -->') ? doc.indexOf('<!-- manual -->') : doc.length;
+    doc = doc.slice(0, at) + section + '\n\n' + doc.slice(at);
+  }
+  fs.writeFileSync(file, doc);
+}
+
 (async () => {
   if (process.argv.includes('--spin-child')) return spinChild();
   const r = runtime();
   const rows = [];
   const lines = [];
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  lines.push('# Benchmarks', '');
+  const torchMinor = r.torchVersion.split('.').slice(0, 2).join('.');
+  lines.push(`## libtorch ${torchMinor}`, '');
   lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB,`);
-  lines.push(`Node ${process.version}, libtorch ${r.torchVersion}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}, by \`node bench/run.js\`.`);
+  lines.push(`Node ${process.version}, **libtorch ${r.torchVersion}** (${r.libtorch.path}, ${r.binary.kind} binary), ${osRelease()}, ` +
+    `BLAS ${r.blas.library} (OpenBLAS ${r.blas.openblasCore ?? '-'} kernels; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}), by \`node bench/run.js${quick ? ' --quick' : ''}\`.`);
   lines.push('Random DINOv2-shaped encoders (speed does not depend on the weights); input 392x392 (resize 448, crop 392).', '');
-  lines.push('## Inference (one image a call, anomaly map and score included)', '');
+  lines.push('### Inference (one image a call, anomaly map and score included)', '');
   lines.push('| encoder | precision | threads | s / image | images / s |', '|---|---|---|---|---|');
   for (const [name, enc] of Object.entries(ENCODERS)) {
     if (quick && name.startsWith('ViT-B')) continue;
@@ -93,7 +120,7 @@ async function spinChild() {
     `ViT-B/14 ${speedup('ViT-B/14 reg4', 'float32')}x in float32 and ${speedup('ViT-B/14 reg4', 'bfloat16')}x in bfloat16. ` +
     'Element-wise ops, convolutions and oneDNN\'s bf16 products follow at::set_num_threads; OpenBLAS\'s fp32 products use their own pool of 2 threads whatever the setting, so fp32 on the larger encoder, dominated by those products, gains little or nothing (runs vary by about 10%). ' +
     'All of this is with passive OpenMP waiting, which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given: with libgomp\'s default spinning (the ACTIVE row) idle OpenMP workers take the cores OpenBLAS needs.', '');
-  lines.push('## predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
+  lines.push('### predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
   lines.push('| encoder | predictBatchSize | requests | one at a time: images / s | all at once: images / s |', '|---|---|---|---|---|');
   for (const predictBatchSize of [1, 8]) {
     const pr = await timePredict(ENCODERS['ViT-S/14 reg4'], { n: quick ? 4 : 16, predictBatchSize });
@@ -107,15 +134,13 @@ async function spinChild() {
     console.log(lines[lines.length - 1]);
   }
   lines.push('', 'On this 2-core CPU one image already keeps both cores busy and larger batches cost more per image (table above), so the CPU default is predictBatchSize 1: concurrent calls queue on the model thread. On CUDA it is 8.', '');
-  lines.push('## Training (fit on synth-ad/weave PNGs: decode, resize, crop, normalise, step)', '');
+  lines.push('### Training (fit on synth-ad/weave PNGs: decode, resize, crop, normalise, step)', '');
   lines.push('| encoder | batch | steps | images / s | data-wait share |', '|---|---|---|---|---|');
   const t = await timeTraining(ENCODERS['ViT-S/14 reg4'], { batch: 4, steps: quick ? 2 : 6 });
   lines.push(`| ViT-S/14 reg4 | 4 | ${t.steps} | ${t.imagesPerSecond.toFixed(2)} | ${(100 * t.dataWaitShare).toFixed(1)}% |`);
   console.log(lines[lines.length - 1]);
   const out = path.join(__dirname, '..', 'docs', 'benchmarks.md');
-  const previous = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-  const keep = previous.includes('<!-- manual -->') ? '\n' + previous.slice(previous.indexOf('<!-- manual -->')) : '';
-  fs.writeFileSync(out, lines.join('\n') + '\n' + keep);
+  writeSection(out, torchMinor, lines.join('\n'));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

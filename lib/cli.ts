@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `inp-former` command: fit, predict, evaluate, info, weights download.
- * Errors are one line on stderr with a non-zero exit code; `--help` works everywhere.
+ * Errors go to stderr, whole (a load error carries its install advice), with a non-zero exit
+ * code; `--help` works everywhere.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -13,6 +14,7 @@ import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './arc
 import { IMAGE_EXTENSIONS, listImages } from './images';
 import { DINOV2_WEIGHTS, cacheDir, downloadWeights } from './weights';
 import type { FitProgress } from './training';
+import { doctor, formatDoctorReport } from './doctor';
 
 /** The small built-in encoder used when no DINOv2 weights are given (random, untrained). */
 export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };
@@ -26,6 +28,7 @@ Commands:
   evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category
   info <checkpoint>                  format, architecture, tensors and thresholds of a file
   weights download <name>            fetch Meta's DINOv2 weights into ${cacheDir()}
+  doctor                             libtorch, binary, BLAS, CPU features, threads, CUDA; what to install
 
 Run inp-former <command> --help for its options.`,
   fit: `inp-former fit <dir> --out <model.pth> [options]
@@ -45,6 +48,7 @@ Ctrl-C stops after the current step and saves the model to --out.`,
   predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]`,
   evaluate: `inp-former evaluate <model> <category-dir> [--json]`,
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
+  doctor: `inp-former doctor [--json]    (exit code 1 when the native addon cannot load)`,
   weights: `inp-former weights download <name> [--dir <folder>]
 
   names: ${Object.keys(DINOV2_WEIGHTS).join(', ')}
@@ -52,6 +56,14 @@ Ctrl-C stops after the current step and saves the model to --out.`,
 };
 
 class UsageError extends Error {}
+
+function cmdDoctor(args: string[]): number {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) return out(HELP.doctor), 0;
+  const report = doctor();
+  out(values.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+  return report.ok ? 0 : 1;
+}
 
 function out(s: string): void {
   process.stdout.write(s + '\n');
@@ -266,6 +278,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdInfo(rest);
       case 'weights':
         return await cmdWeights(rest);
+      case 'doctor':
+        return cmdDoctor(rest);
       case undefined:
       case '--help':
       case '-h':
@@ -277,7 +291,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     const e = err as Error & { code?: string };
-    const msg = (e.message ?? String(err)).split('\n')[0];
+    // Native load errors already start with the package name; say it once.
+    const msg = (e.message ?? String(err)).replace(/^inp-former: /, '');
     process.stderr.write(`inp-former: ${msg}\n`);
     return err instanceof UsageError || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1;
   }

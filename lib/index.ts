@@ -9,7 +9,9 @@ export type { ImageInput, RawPixels } from './images';
 export type { EvaluationReport, MetricSet } from './evaluation';
 export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './architecture';
 export { runtime } from './runtime';
-export type { RuntimeInfo } from './runtime';
+export type { RuntimeInfo, CpuInfo } from './runtime';
+export { doctor } from './doctor';
+export type { DoctorReport } from './doctor';
 export {
   InpFormerError,
   NativeLoadError,

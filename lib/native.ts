@@ -3,6 +3,7 @@
  * failure into a NativeLoadError that says which library is missing and how to get it.
  */
 import * as path from 'node:path';
+import { existsSync } from 'node:fs';
 import { NativeLoadError } from './errors';
 
 export interface NativeTensor {
@@ -19,6 +20,8 @@ export interface NativeRuntime {
   bf16MatmulAvailable: boolean;
   parallelInfo: string;
   defaultThreads: number;
+  openblasCore: string;
+  openblasConfig: string;
 }
 
 export interface NativeInferResult {
@@ -39,6 +42,7 @@ export interface NativeStepStats {
   lossCos: number;
   inpLoss: number;
   gradNorm: number;
+  reluMargin: number;
 }
 
 export interface NativeOptimizerState {
@@ -68,6 +72,31 @@ export interface NativeAddon {
 
 const packageRoot = path.join(__dirname, '..');
 
+/** scripts/libtorch.js: the one libtorch locator, shared with the build (plain JS, no build step). */
+export interface LibtorchLocation {
+  source: 'LIBTORCH' | 'system' | 'python';
+  root: string;
+  libDir: string;
+  version: string | null;
+  soVersion: string | null;
+  cuda: boolean;
+  python?: string;
+  tried: string[];
+  error?: undefined;
+}
+interface LibtorchScripts {
+  findLibtorch(options?: { python?: boolean }): LibtorchLocation | { error: string; tried: string[] };
+  selectPrebuild(root: string, t: unknown): { file: string | null; available: string[] };
+}
+interface AdviceScripts {
+  installAdvice(): string;
+  buildFromSourceCommand(libtorchDir: string): string;
+}
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+export const libtorchScripts = require(path.join(packageRoot, 'scripts', 'libtorch.js')) as LibtorchScripts;
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+export const advice = require(path.join(packageRoot, 'scripts', 'advice.js')) as AdviceScripts;
+
 /** Advice for a dlopen message: which library is missing and what provides it. */
 export function explainLoadFailure(message: string): string {
   const missing = /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(message)?.[1];
@@ -75,22 +104,12 @@ export function explainLoadFailure(message: string): string {
   if (missing) {
     lines.push(`inp-former: the native addon needs ${missing}, which was not found.`);
     if (/^lib(torch|c10)/.test(missing)) {
-      lines.push(
-        '  On Debian/Ubuntu: sudo apt-get install libtorch-dev libopenblas0-pthread',
-        '  With another libtorch (official zip, CUDA build): rebuild against it with',
-        '    LIBTORCH=/path/to/libtorch npm rebuild inp-former --build-from-source',
-        '  (the addon records where libtorch was found at build time in its RUNPATH).',
-      );
+      lines.push(advice.installAdvice(), '  (the addon records where libtorch was found at build time in its RUNPATH).');
     } else if (/blas|lapack|gomp/.test(missing)) {
       lines.push('  On Debian/Ubuntu: sudo apt-get install libopenblas0-pthread');
     } else {
       lines.push('  Install the package that provides it (on Debian: apt-file search ' + missing + ').');
     }
-  } else if (/No native build was found/.test(message)) {
-    lines.push(
-      'inp-former: no prebuilt binary fits this platform and none was built from source.',
-      '  Build it: npm rebuild inp-former --build-from-source (needs cmake, a C++17 compiler and libtorch).',
-    );
   } else {
     lines.push('inp-former: the native addon could not be loaded.');
   }
@@ -98,7 +117,54 @@ export function explainLoadFailure(message: string): string {
   return lines.join('\n');
 }
 
+/** Which binary was loaded, and why that one. */
+export interface LoadedBinary {
+  /** absolute path of the .node file */
+  file: string;
+  /** 'source' (build/Release, built here), 'prebuild' (shipped, matched to the libtorch found), 'override' (INP_FORMER_NATIVE_DIR) */
+  kind: 'source' | 'prebuild' | 'override';
+  /** the libtorch the locator found (LIBTORCH, the system's, Python's); null for source builds and overrides */
+  libtorch: LibtorchLocation | null;
+}
+
+/**
+ * The binary to load: INP_FORMER_NATIVE_DIR (tests, experiments), then a source build
+ * (build/Release), then the prebuild made for the libtorch that scripts/libtorch.js finds.
+ * Throws NativeLoadError with the exact build command when nothing fits.
+ */
+export function chooseBinary(): LoadedBinary {
+  const override = process.env.INP_FORMER_NATIVE_DIR;
+  if (override) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return { file: (require('node-gyp-build') as { path(dir: string): string }).path(override), kind: 'override', libtorch: null };
+  }
+  const built = path.join(packageRoot, 'build', 'Release', 'inp_former.node');
+  if (existsSync(built)) return { file: built, kind: 'source', libtorch: null };
+  const t = libtorchScripts.findLibtorch();
+  if (t.error !== undefined) {
+    throw new NativeLoadError(
+      `inp-former: libtorch was not found (${t.error}; looked at: ${t.tried.join('; ')}).\n${advice.installAdvice()}`,
+    );
+  }
+  const pick = libtorchScripts.selectPrebuild(packageRoot, t);
+  if (pick.file) return { file: pick.file, kind: 'prebuild', libtorch: t };
+  const has = pick.available.length ? `prebuilt for libtorch ${pick.available.join(', ')} (Debian's packages)` : 'no prebuilt binaries in this package';
+  throw new NativeLoadError(
+    [
+      `inp-former: no prebuilt binary fits libtorch ${t.version ?? '?'} at ${t.libDir} (found through ${t.source}; ${has}).`,
+      '  Build one against it (needs g++ and cmake or node-gyp):',
+      `    ${advice.buildFromSourceCommand(t.root)}`,
+    ].join('\n'),
+  );
+}
+
 let cached: NativeAddon | undefined;
+let loadedBinary: LoadedBinary | undefined;
+
+/** The binary native() loaded (undefined before the first native call). */
+export function nativeBinary(): LoadedBinary | undefined {
+  return loadedBinary;
+}
 
 /**
  * libtorch's OpenMP workers (libgomp) spin for a while after each parallel region. fp32 matrix
@@ -117,12 +183,13 @@ function preferPassiveOpenMpWaiting(): void {
 export function native(): NativeAddon {
   if (cached) return cached;
   preferPassiveOpenMpWaiting();
+  const binary = chooseBinary();
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    cached = load(process.env.INP_FORMER_NATIVE_DIR ?? packageRoot);
+    cached = require(binary.file) as NativeAddon;
   } catch (err) {
     throw new NativeLoadError(explainLoadFailure((err as Error).message ?? String(err)), { cause: err });
   }
+  loadedBinary = binary;
   return cached;
 }

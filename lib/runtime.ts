@@ -1,13 +1,26 @@
-/** runtime(): what this installation runs on. */
+/** runtime(): what this installation runs on — the binary, libtorch, BLAS, CPU and threads. */
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { native } from './native';
+import { native, nativeBinary } from './native';
+
+export interface CpuInfo {
+  model: string;
+  /** the instruction-set extensions that decide speed and summation orders here */
+  features: { avx2: boolean; avx512f: boolean; avx512_bf16: boolean; amx_bf16: boolean; amx_tile: boolean };
+}
 
 export interface RuntimeInfo {
   /** this package's version */
   version: string;
-  /** libtorch the addon runs on */
+  /** the native binary that was loaded: a source build, a prebuild matched to libtorch, or an override */
+  binary: { file: string; kind: 'source' | 'prebuild' | 'override' };
+  /** libtorch version the addon was compiled against */
   torchVersion: string;
+  /** libtorch as loaded: its folder (from the process's mappings) and how it was found */
+  libtorch: { version: string; path: string | null; foundThrough: 'LIBTORCH' | 'system' | 'python' | null };
+  /** the BLAS that serves float32 matrix products, and OpenBLAS's kernel choice for this CPU */
+  blas: { library: string | null; openblasCore: string | null; openblasConfig: string | null };
+  cpu: CpuInfo;
   cudaAvailable: boolean;
   cudaDeviceCount: number;
   /** intra-op threads a model uses by default: the cores this process may run on */
@@ -26,11 +39,51 @@ export function packageVersion(): string {
   return version;
 }
 
+/** CPU model and feature flags from /proc/cpuinfo (Linux); all false where it cannot be read. */
+export function cpuInfo(): CpuInfo {
+  let text = '';
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {}
+  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(text)?.[1] ?? '').split(/\s+/));
+  return {
+    model: /^model name\s*:\s*(.*)$/m.exec(text)?.[1]?.trim() ?? 'unknown',
+    features: {
+      avx2: flags.has('avx2'),
+      avx512f: flags.has('avx512f'),
+      avx512_bf16: flags.has('avx512_bf16'),
+      amx_bf16: flags.has('amx_bf16'),
+      amx_tile: flags.has('amx_tile'),
+    },
+  };
+}
+
+/** The file a shared library matching `pattern` was mapped from in this process, if any. */
+function mappedLibrary(pattern: RegExp): string | null {
+  try {
+    for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+      const file = line.slice(line.indexOf('/'));
+      if (line.includes('/') && pattern.test(path.basename(file))) return file;
+    }
+  } catch {}
+  return null;
+}
+
 export function runtime(): RuntimeInfo {
   const r = native().runtime();
+  const binary = nativeBinary()!;
+  const torchCpu = mappedLibrary(/^libtorch_cpu\.so/);
   return {
     version: packageVersion(),
+    binary: { file: binary.file, kind: binary.kind },
     torchVersion: r.torchVersion,
+    libtorch: { version: r.torchVersion, path: torchCpu && path.dirname(torchCpu), foundThrough: binary.libtorch?.source ?? null },
+    blas: {
+      library: mappedLibrary(/^lib(open)?blas(64)?(_pthread|_openmp|p)?\.so|^libmkl_rt|^libblis/),
+      openblasCore: r.openblasCore || null,
+      openblasConfig: r.openblasConfig || null,
+    },
+    cpu: cpuInfo(),
     cudaAvailable: r.cudaAvailable,
     cudaDeviceCount: r.cudaDeviceCount,
     threads: r.defaultThreads,

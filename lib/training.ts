@@ -27,6 +27,12 @@ export interface FitProgress {
   lr: number;
   /** gradient norm before clipping */
   gradNorm: number;
+  /**
+   * 'step' only: the smallest |cos(q, k)| at a decoder ReLU in this step. Below ~1e-5, float32
+   * rounding under another BLAS kernel can flip that score's sign and change the gradient
+   * (docs/parity.md): a diagnostic for comparing runs across CPUs.
+   */
+  reluMargin?: number;
   imagesPerSecond: number;
   etaSeconds: number;
 }
@@ -297,7 +303,7 @@ export async function runTraining(
       n++;
       report({
         type: 'step', epoch: epoch + 1, epochs: o.epochs, step, steps: totalSteps, loss: s.loss, inpLoss: s.inpLoss,
-        lr: s.lr, gradNorm: s.gradNorm, imagesPerSecond: rate(), etaSeconds: eta(),
+        lr: s.lr, gradNorm: s.gradNorm, reluMargin: s.reluMargin, imagesPerSecond: rate(), etaSeconds: eta(),
       });
       if (step >= totalSteps) break;
     }

@@ -43,4 +43,44 @@ const TOL = {
 /** Fixture-geometry options: 256 px resize, 224 crop. */
 const FIXTURE_SIZES = { imageSize: 256, cropSize: 224 };
 
-module.exports = { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES };
+/**
+ * reference-a's 6-step training trace run by fit(): per step the relative errors of loss,
+ * coherence loss and grad norm, the lr error and the ReLU margin; over the trained weights the
+ * 99.9th-percentile and largest absolute errors and the relative L2 error of the whole update.
+ */
+async function referenceTrace() {
+  const { InpFormer } = require('..');
+  const { readCheckpointFile } = require('../dist/checkpoint/reader');
+  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const events = [];
+  const summary = await model.fit(manifest.trace.steps.map((s) => inputBatch(s.batch)), {
+    epochs: 1, warmupSteps: 2, onProgress: (e) => e.type === 'step' && events.push(e),
+  });
+  const rel = (a, b) => Math.abs(a - b) / Math.abs(b);
+  const rows = events.map((e, i) => {
+    const s = manifest.trace.steps[i];
+    return { step: e.step, lr: Math.abs(e.lr - s.lr), loss: rel(e.loss, s.loss), inpLoss: rel(e.inpLoss, s.g_loss), gradNorm: rel(e.gradNorm, s.grad_norm), reluMargin: e.reluMargin };
+  });
+  const expected = (await readCheckpointFile(path.join(FIXTURE, 'expected.pth'))).root.get('final_trainable_state_dict');
+  const initial = (await readCheckpointFile(path.join(FIXTURE, 'inp_former.pth'))).root;
+  const errors = [];
+  let updErr2 = 0;
+  let upd2 = 0;
+  for (const p of await model.stateDict()) {
+    const e = expected.get(p.name);
+    if (!e) continue;
+    const ev = e.toFloat32();
+    const iv = initial.get(p.name).toFloat32();
+    for (let i = 0; i < ev.length; i++) {
+      errors.push(Math.abs(ev[i] - p.data[i]));
+      updErr2 += (ev[i] - p.data[i]) ** 2;
+      upd2 += (ev[i] - iv[i]) ** 2;
+    }
+  }
+  await model.dispose();
+  errors.sort((a, b) => a - b);
+  const w = { n: errors.length, q999: errors[Math.floor(errors.length * 0.999)], max: errors[errors.length - 1], updateRelL2: Math.sqrt(updErr2 / upd2) };
+  return { rows, w, steps: summary.steps };
+}
+
+module.exports = { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace };

@@ -8,54 +8,53 @@ const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError
 const { readCheckpointFile } = require('../dist/checkpoint/reader');
 const { decodeImage, listImages } = require('../dist/images');
 const { native } = require('../dist/native');
-const { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES } = require('./helpers');
+const { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace } = require('./helpers');
 
 const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
 const tinyEncoder = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8, seed: 3 };
 const tinySizes = { imageSize: 64, cropSize: 56 };
 
-test.serial('fit() on the fixture batches reproduces the reference training trace', async (t) => {
-  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
-  const batches = manifest.trace.steps.map((s) => inputBatch(s.batch));
-  const events = [];
-  const summary = await model.fit(batches, { epochs: 1, warmupSteps: 2, onProgress: (e) => e.type === 'step' && events.push(e) });
-  t.is(summary.steps, 6);
-  t.is(events.length, 6);
-  const rel = (a, b) => Math.abs(a - b) / Math.abs(b);
-  const rows = events.map((e, i) => {
-    const s = manifest.trace.steps[i];
-    return { step: e.step, lr: Math.abs(e.lr - s.lr), loss: rel(e.loss, s.loss), inpLoss: rel(e.inpLoss, s.g_loss), gradNorm: rel(e.gradNorm, s.grad_norm) };
-  });
-  t.log(JSON.stringify(rows));
-  for (const r of rows) t.true(r.lr <= TOL.lr, `lr of step ${r.step}`);
+// What the trace test can promise across CPUs. The fixture was made with one set of float32
+// kernels; OpenBLAS picks others on other CPUs (Haswell kernels on Zen 4 here, SkylakeX or
+// Cooperlake on Intel), which sum in another order. Everything stays within the fixture's
+// tolerances unless a decoder ReLU score sits within rounding of its kink: reference-a's has one
+// at step 1 (|cos| ~4e-8), and another summation order may flip its sign, which changes that
+// step's gradient (the forward moves by ~margin only), and Adam carries the change on. So:
+//   - within the fixture's tolerances everywhere ("exact"), or
+//   - a step whose reluMargin is below KINK_MARGIN (rounding of a head-dim dot product of unit
+//     vectors: (d + 2) x 2^-24 ~ 1.6e-6 for d = 24, with margin for perturbed q and k), every
+//     step before it exact, its loss exact, and from there on the bounds in CROSS_KERNEL, which
+//     are 10x the largest deviation measured over OpenBLAS's kernel sets (docs/parity.md).
+const KINK_MARGIN = 1e-5;
+const CROSS_KERNEL = { loss: 1e-3, gradNorm: 2e-2, weightsQ999: 1e-3, updateRelL2: 5e-2 };
 
-  const expected = (await readCheckpointFile(path.join(FIXTURE, 'expected.pth'))).root.get('final_trainable_state_dict');
-  const initial = (await readCheckpointFile(path.join(FIXTURE, 'inp_former.pth'))).root;
-  const errors = [];
-  let updErr2 = 0;
-  let upd2 = 0;
-  for (const p of await model.stateDict()) {
-    const e = expected.get(p.name);
-    if (!e) continue;
-    const ev = e.toFloat32();
-    const iv = initial.get(p.name).toFloat32();
-    for (let i = 0; i < ev.length; i++) {
-      errors.push(Math.abs(ev[i] - p.data[i]));
-      updErr2 += (ev[i] - p.data[i]) ** 2;
-      upd2 += (ev[i] - iv[i]) ** 2;
-    }
-  }
-  errors.sort((a, b) => a - b);
-  const w = { n: errors.length, q999: errors[Math.floor(errors.length * 0.999)], max: errors[errors.length - 1], updateRelL2: Math.sqrt(updErr2 / upd2) };
+test.serial('fit() on the fixture batches reproduces the reference training trace', async (t) => {
+  const { rows, w, steps } = await referenceTrace();
+  t.is(steps, 6);
+  t.log(JSON.stringify(rows));
   t.log(JSON.stringify(w));
+  t.is(rows.length, 6);
   t.is(w.n, 1081376);
-  for (const r of rows) {
-    t.true(r.loss <= TOL.traceLoss && r.inpLoss <= TOL.traceLoss, `loss of step ${r.step}`);
-    t.true(r.gradNorm <= TOL.traceGradNorm, `grad norm of step ${r.step}`);
+  for (const r of rows) t.true(r.lr <= TOL.lr, `lr of step ${r.step}`);
+  for (const r of rows) t.true(Number.isFinite(r.reluMargin) && r.reluMargin >= 0, `reluMargin of step ${r.step} is reported`);
+
+  const exactRow = (r) => r.loss <= TOL.traceLoss && r.inpLoss <= TOL.traceLoss && r.gradNorm <= TOL.traceGradNorm;
+  if (rows.every(exactRow) && w.q999 <= TOL.weightsQ999 && w.max <= TOL.weightsMax) {
+    t.log('exact: within the fixture tolerances at every step and for every weight');
+    return;
   }
-  t.true(w.q999 <= TOL.weightsQ999, '99.9% of the trained weights');
-  t.true(w.max <= TOL.weightsMax, 'every trained weight');
-  await model.dispose();
+  const kink = rows.findIndex((r) => r.reluMargin < KINK_MARGIN);
+  t.true(kink >= 0, 'outside the fixture tolerances with no ReLU score near its kink: a real difference');
+  if (kink < 0) return;
+  t.log(`step ${rows[kink].step} has a ReLU score ${rows[kink].reluMargin.toExponential(1)} from its kink: exact before it, bounded from there`);
+  for (const r of rows.slice(0, kink)) t.true(exactRow(r), `step ${r.step}, before the kink, is exact`);
+  t.true(rows[kink].loss <= TOL.traceLoss && rows[kink].inpLoss <= TOL.traceLoss, 'the forward of the kink step is exact');
+  for (const r of rows.slice(kink)) {
+    t.true(r.loss <= CROSS_KERNEL.loss && r.inpLoss <= CROSS_KERNEL.loss, `loss of step ${r.step} within ${CROSS_KERNEL.loss}`);
+    t.true(r.gradNorm <= CROSS_KERNEL.gradNorm, `grad norm of step ${r.step} within ${CROSS_KERNEL.gradNorm}`);
+  }
+  t.true(w.q999 <= CROSS_KERNEL.weightsQ999, '99.9% of the trained weights');
+  t.true(w.updateRelL2 <= CROSS_KERNEL.updateRelL2, 'the whole update, relative L2');
 });
 
 async function scoreFolder(model, dir, sizes) {

@@ -80,7 +80,12 @@ torch::Tensor InpGuidedAttentionImpl::forward(const torch::Tensor& tokens, const
   auto h = splitHeads(linear(q, tokens), linear(kv, prototypes), numHeads);
   auto qn = F::normalize(h.q, F::NormalizeFuncOptions().dim(-1));
   auto kn = F::normalize(h.k, F::NormalizeFuncOptions().dim(-1));
-  auto attn = torch::relu(torch::matmul(qn, kn.transpose(-2, -1)) * learn_scale);
+  auto cosine = torch::matmul(qn, kn.transpose(-2, -1));
+  if (is_training()) {
+    torch::NoGradGuard noGrad;
+    reluMargin = cosine.abs().min().item<double>();
+  }
+  auto attn = torch::relu(cosine * learn_scale);
   return linear(proj, mergeHeads(torch::matmul(attn, h.v)));
 }
 

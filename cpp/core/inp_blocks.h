@@ -3,6 +3,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <limits>
+
 namespace inpformer {
 
 // fc1 -> GELU -> fc2. Upstream's has biases; anomalib's extractor/decoder MLPs have none.
@@ -41,6 +43,10 @@ struct InpGuidedAttentionImpl : torch::nn::Module {
   int64_t numHeads;
   torch::Tensor learn_scale;
   torch::nn::Linear q{nullptr}, kv{nullptr}, proj{nullptr};
+  // Training only: the smallest |cos(q, k)| of the last forward, i.e. how close a ReLU score
+  // came to its kink. Below float32 rounding (~(head dim) x 6e-8) another summation order can
+  // flip it, and with it the gradient: the trace tests read this to tell such a flip from a bug.
+  double reluMargin = std::numeric_limits<double>::infinity();
 };
 TORCH_MODULE(InpGuidedAttention);
 

@@ -103,13 +103,15 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
 
   for (const auto& blk : *bottleneck) x = blk->as<InpMlpImpl>()->forward(x);
   std::vector<torch::Tensor> deList;
+  NetworkOutput out;
   for (const auto& blk : *decoder) {
-    x = blk->as<InpDecoderBlockImpl>()->forward(x, prototypes);
+    auto* block = blk->as<InpDecoderBlockImpl>();
+    x = block->forward(x, prototypes);
     deList.push_back(x);
+    out.reluMargin = std::min(out.reluMargin, block->attn->reluMargin);
   }
   std::reverse(deList.begin(), deList.end());
 
-  NetworkOutput out;
   for (size_t g = 0; g < cfg_.fuseLayerEncoder.size(); ++g) {
     auto en = fuse(enList, cfg_.fuseLayerEncoder[g]);
     auto de = fuse(deList, cfg_.fuseLayerDecoder[g]);

@@ -20,6 +20,7 @@ struct NetworkOutput {
   std::vector<torch::Tensor> de;  // per fuse group, [B, C, h, w]
   torch::Tensor prototypes;       // [B, M, C]: the INPs of each image
   InpCoherence coherence;         // INP coherence loss and its per-token parts
+  double reluMargin = std::numeric_limits<double>::infinity();  // training: min over decoder blocks
 };
 
 class InpFormerNetImpl : public torch::nn::Module {

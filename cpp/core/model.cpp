@@ -1,6 +1,8 @@
 // model.cpp - InpFormerModel: device/precision handling around the network, inference, training.
 #include "model.h"
 
+#include <dlfcn.h>
+
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
@@ -120,6 +122,10 @@ RuntimeInfo runtimeInfo() {
   const bool cpuBf16 = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
   info.bf16MatmulAvailable = info.cudaAvailable || (at::hasMKLDNN() && cpuBf16);
   info.parallelInfo = at::get_parallel_info();
+  // Looked up, not linked: libtorch may sit on another BLAS.
+  using Report = char* (*)();
+  if (auto core = reinterpret_cast<Report>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) info.openblasCore = core();
+  if (auto config = reinterpret_cast<Report>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) info.openblasConfig = config();
   return info;
 }
 

@@ -76,6 +76,9 @@ struct RuntimeInfo {
   int availableCores = 0;
   bool bf16MatmulAvailable = false;
   std::string parallelInfo;
+  // OpenBLAS's own report (empty under another BLAS): the kernel set it chose for this CPU
+  // decides float32 summation orders, hence bit-level results (docs/parity.md).
+  std::string openblasCore, openblasConfig;
 };
 RuntimeInfo runtimeInfo();
 

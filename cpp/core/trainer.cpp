@@ -44,6 +44,7 @@ StepStats Trainer::step(const torch::Tensor& batch) {
   s.loss = loss.item<double>();
   s.lossCos = lossCos.item<double>();
   s.inpLoss = out.coherence.loss.item<double>();
+  s.reluMargin = out.reluMargin;
   return s;
 }
 

@@ -21,6 +21,7 @@ struct TrainOptions {
 struct StepStats {
   int64_t step = 0;  // 1-based, over the whole run (resumes continue the count)
   double lr = 0, loss = 0, lossCos = 0, inpLoss = 0, gradNorm = 0;
+  double reluMargin = 0;  // smallest |cos| at a decoder ReLU this step (see InpGuidedAttention)
 };
 
 class Trainer {

@@ -31,6 +31,8 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
   o.Set("bf16MatmulAvailable", r.bf16MatmulAvailable);
   o.Set("parallelInfo", r.parallelInfo);
   o.Set("defaultThreads", r.threads);
+  o.Set("openblasCore", r.openblasCore);
+  o.Set("openblasConfig", r.openblasConfig);
   return o;
 }
 

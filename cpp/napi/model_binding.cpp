@@ -179,6 +179,7 @@ Napi::Value NativeModel::trainStep(const Napi::CallbackInfo& info) {
           o.Set("lossCos", s.lossCos);
           o.Set("inpLoss", s.inpLoss);
           o.Set("gradNorm", s.gradNorm);
+          o.Set("reluMargin", s.reluMargin);
           return o;
         });
   });
