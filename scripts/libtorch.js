@@ -180,7 +180,7 @@ function selectPrebuild(packageRoot, t) {
   return { file: match ? match.file : null, available };
 }
 
-module.exports = { findLibtorch, sources, linkArgs, sonameVersion, prebuildTag, selectPrebuild };
+module.exports = { findLibtorch, sources, linkArgs, sonameVersion, prebuildTag, selectPrebuild, fromPython, fromFolder, fromSystem };
 
 if (require.main === module) {
   const what = process.argv[2] ?? 'json';

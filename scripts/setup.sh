@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a fresh Debian 12 machine for inp-former development or use from this checkout:
+# Set up a fresh Debian 12 or 13 machine for inp-former development or use from this checkout:
 # system packages (libtorch, a fast BLAS, a compiler, python3-torch for the cross-checks),
 # then npm dependencies, the native addon and the TypeScript build.
 set -euo pipefail
@@ -12,5 +12,7 @@ if ! dpkg -s $PACKAGES >/dev/null 2>&1; then
   # libopenblas0-pthread: Debian's default reference BLAS makes matrix products ~35x slower
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES
 fi
+# all cores for the native build, whichever generator CMake picks (Make has no default -j)
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 npm ci --no-audit --no-fund   # its install step builds the addon (cmake-js) when no prebuild fits
 npm run build

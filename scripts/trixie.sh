@@ -40,7 +40,6 @@ ensure() {
   fi
   cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
   mkdir -p "$ROOTFS/etc/ssl/certs"
-  cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/host-ca-certificates.crt"
   in_chroot / "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null"
   echo "$PACKAGES" > "$STAMP"
   log "ready: $(in_chroot / 'dpkg-query -W -f="\${Package} \${Version}\n" libtorch-dev nodejs | tr "\n" " "')"
@@ -68,11 +67,13 @@ in_chroot() {
   local dir=$1 cmd=$2
   mount_all
   trap umount_all EXIT
-  local ca=/etc/ssl/certs/ca-certificates.crt
-  [ -s "$ROOTFS$ca" ] || ca=/etc/ssl/certs/host-ca-certificates.crt
+  # The host's CA bundle: it may hold a CA (a registry proxy's) that trixie's own bundle lacks.
+  local ca=/etc/ssl/certs/host-ca-certificates.crt
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS$ca"
   local rc=0
   chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
     LANG=C.UTF-8 CI="${CI:-}" TERM="${TERM:-dumb}" \
+    ${OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE} ${OPENBLAS_L2_SIZE:+OPENBLAS_L2_SIZE=$OPENBLAS_L2_SIZE} \
     NODE_EXTRA_CA_CERTS=$ca npm_config_cafile=$ca npm_config_nodedir=/usr \
     npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
     bash -c "cd '$dir' && $cmd" || rc=$?

@@ -115,6 +115,7 @@ test('weights download: progress, resume of a partial download, atomic rename (l
   payload.write('dinov2 test weights');
   let requests = [];
   let cutFirst = true;
+  const cache = tmpdir();
   const server = http.createServer((req, res) => {
     requests.push({ url: req.url, range: req.headers.range });
     if (!req.url.endsWith('/dinov2_vits14/dinov2_vits14_pretrain.pth')) {
@@ -126,14 +127,22 @@ test('weights download: progress, resume of a partial download, atomic rename (l
     res.writeHead(start ? 206 : 200, { 'content-length': body.length, ...(start ? { 'content-range': `bytes ${start}-${payload.length - 1}/${payload.length}` } : {}) });
     if (cutFirst) {
       cutFirst = false;
-      res.write(body.subarray(0, 100_000), () => setTimeout(() => res.destroy(), 50));
+      // Cut only once the client has written the first 100 kB: a fixed delay lost the race on a
+      // loaded machine (a reset discards what the client has not read yet).
+      const partialFile = path.join(cache, 'dinov2_vits14_pretrain.pth.partial');
+      const deadline = Date.now() + 30_000;
+      const cutWhenWritten = () => {
+        const size = fs.existsSync(partialFile) ? fs.statSync(partialFile).size : 0;
+        if (size >= 100_000 || Date.now() > deadline) res.destroy();
+        else setTimeout(cutWhenWritten, 10);
+      };
+      res.write(body.subarray(0, 100_000), cutWhenWritten);
     } else {
       res.end(body);
     }
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${server.address().port}`;
-  const cache = tmpdir();
   const env = { ...process.env, INP_FORMER_WEIGHTS_URL: base, INP_FORMER_CACHE: cache };
   const run = () => new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, 'weights', 'download', 'dinov2_vits14'], { env });

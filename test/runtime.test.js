@@ -4,7 +4,8 @@ const test = require('ava');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { InpFormer, runtime, InvalidArgumentError, DisposedError, DeviceError } = require('..');
+const { InpFormer, runtime, doctor, InvalidArgumentError, DisposedError, DeviceError } = require('..');
+const { findLibtorch } = require('../scripts/libtorch');
 const { FIXTURE, FIXTURE_SIZES, inputBatch } = require('./helpers');
 const pkg = require('../package.json');
 
@@ -19,6 +20,33 @@ test('runtime() reports versions, devices, threads and bf16', (t) => {
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   t.is(r.threads, cores, 'threads default to the cores this process may use');
   t.is(typeof r.bf16, 'boolean');
+});
+
+test('runtime() names the binary, the libtorch and BLAS in use, and the CPU features', (t) => {
+  const r = runtime();
+  const found = findLibtorch();
+  t.log(`${r.binary.kind} ${r.binary.file}; libtorch ${r.libtorch.version} in ${r.libtorch.path}; BLAS ${r.blas.library} (${r.blas.openblasCore}); ${r.cpu.model}`);
+  t.true(['source', 'prebuild', 'override'].includes(r.binary.kind));
+  t.true(require('node:fs').existsSync(r.binary.file));
+  t.is(r.libtorch.path, found.libDir, 'the libtorch mapped into the process is the one the locator finds');
+  t.is(r.libtorch.version.split('.').slice(0, 2).join('.'), found.soVersion);
+  t.regex(r.blas.library, /blas/, 'a BLAS library is mapped');
+  if (/openblas/.test(r.blas.library)) t.truthy(r.blas.openblasCore, "OpenBLAS's kernel set is reported");
+  const cpuinfo = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8');
+  t.is(r.cpu.features.avx512_bf16, /\bavx512_bf16\b/.test(cpuinfo));
+  t.is(r.cpu.features.amx_tile, /\bamx_tile\b/.test(cpuinfo));
+});
+
+test('doctor() reports this set-up without throwing, and the CLI prints it', (t) => {
+  const d = doctor();
+  t.true(d.ok);
+  t.is(d.libtorchFound.libDir, d.runtime.libtorch.path);
+  const cli = spawnSync(process.execPath, [path.join(__dirname, '..', 'dist', 'cli.js'), 'doctor'], { encoding: 'utf8' });
+  t.is(cli.status, 0, cli.stderr);
+  t.regex(cli.stdout, /libtorch found: +\d+\.\d+\.\d+ in \S+ \(through system\)/);
+  t.regex(cli.stdout, /libtorch loaded: +\d+\.\d+\.\d+ from /);
+  t.regex(cli.stdout, /BLAS: +\S*blas/);
+  t.regex(cli.stdout, /CPU: .*avx512_bf16 (yes|no)/);
 });
 
 test('ESM import gives the same API', async (t) => {
