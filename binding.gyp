@@ -23,7 +23,10 @@
         "<!@(node scripts/libtorch.js cxxflags)"
       ],
       "ldflags": ["-Wl,--as-needed"],
-      "libraries": ["<!@(node scripts/libtorch.js libs)"]
+      "libraries": ["<!@(node scripts/libtorch.js libs)"],
+      # Debian's node-gyp links every addon to libnode.so.N (its node is a shared library). An
+      # N-API addon takes napi_* from whichever node loads it: never tie it to one libnode.
+      "libraries!": ["-lnode"]
     }
   ]
 }

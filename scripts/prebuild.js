@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run prebuilds: prebuildify, through node-gyp and binding.gyp, builds the addon against the
 // libtorch scripts/libtorch.js finds and leaves it as
-//   prebuilds/<platform>-<arch>/inp-former.libtorch-<X>-<Y>.napi.node
+//   prebuilds/<platform>-<arch>/inp-former.libtorch-<X>-<Y>.napi.glibc.node
 // tagged with the libtorch's soname version (Debian's libc10.so.X.Y), which is what the binary
 // needs at run time. Run it once per libtorch (Debian 12: 1.13; Debian 13: 2.6, e.g. through
 // scripts/trixie.sh) to fill the package with both. The build runs in a copy under
@@ -36,7 +36,7 @@ const prebuildify = require.resolve('prebuildify/bin.js');
 const started = Date.now();
 const r = spawnSync(
   process.execPath,
-  [prebuildify, '--napi', '--strip', `--name=inp-former.${tag}`, '--cache', path.join(root, '.prebuildify-cache', 'node-gyp'), '--cwd', stage],
+  [prebuildify, '--napi', '--strip', `--name=inp-former.${tag}.napi`, '--tag-libc', '--cache', path.join(root, '.prebuildify-cache', 'node-gyp'), '--cwd', stage],
   { cwd: stage, stdio: 'inherit', env: { ...process.env, JOBS: process.env.JOBS ?? 'max' } },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);
@@ -45,6 +45,12 @@ const platform = `${process.platform}-${process.arch}`;
 const dest = path.join(root, 'prebuilds', platform);
 fs.mkdirSync(dest, { recursive: true });
 for (const f of fs.readdirSync(path.join(stage, 'prebuilds', platform))) {
+  // A prebuild must load in any Node: it may need libtorch, never a libnode.
+  const needed = spawnSync('patchelf', ['--print-needed', path.join(stage, 'prebuilds', platform, f)], { encoding: 'utf8' });
+  if (needed.status === 0 && /^libnode\.so/m.test(needed.stdout)) {
+    console.error(`inp-former: ${f} links ${/^libnode\.so.*$/m.exec(needed.stdout)[0]}: it would load only in this Node build`);
+    process.exit(1);
+  }
   // rename, then copy where the cache sits on another file system
   fs.copyFileSync(path.join(stage, 'prebuilds', platform, f), path.join(dest, f));
   console.log(`inp-former: prebuilds/${platform}/${f} (libtorch ${t.version} at ${t.libDir}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
