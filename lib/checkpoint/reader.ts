@@ -5,11 +5,11 @@
  * - safetensors (.safetensors: a JSON header and raw little-endian data).
  * Tensors come back as HostTensors in place of the pickle's tensor references.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, constants as fsConstants } from 'node:fs';
 import { CheckpointError } from '../errors';
 import { DICT_STATE, DTYPE_BYTES, DType, PickleError, PyObject, TensorRef, unpickle } from './pickle';
 import { HostTensor } from './tensor';
-import { isZipMagic, readZip } from './zip';
+import { ZipArchive, isZipMagic } from './zip';
 
 export type CheckpointFormat = 'torch' | 'torchscript' | 'safetensors';
 
@@ -25,113 +25,245 @@ const SAFETENSORS_DTYPES: Record<string, DType> = {
   I8: 'int8', U8: 'uint8', BOOL: 'bool',
 };
 
-async function readSafetensors(path: string, buf: Buffer): Promise<CheckpointFile> {
+/** The safetensors reference implementation's header limit. */
+const SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024;
+/** data.pkl of a state dict is KBs to a few MBs; a larger one is not a checkpoint we can use. */
+const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+/**
+ * Checkpoints nest a few levels, TorchScript modules a few dozen. Deeper trees are refused, so
+ * no walk over them (here or in the architecture code) can exhaust the stack.
+ */
+const MAX_NESTING = 1000;
+
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+
+/** numel of a shape, or undefined when an entry is not a count or the product overflows. */
+function elementCount(shape: unknown): number | undefined {
+  if (!Array.isArray(shape) || !shape.every(isCount)) return undefined;
+  let n = 1;
+  for (const d of shape as number[]) {
+    n *= d;
+    if (!Number.isSafeInteger(n)) return undefined;
+  }
+  return n;
+}
+
+function readSafetensors(path: string, buf: Buffer): CheckpointFile {
   if (buf.length < 8) throw new CheckpointError('file too short for safetensors', path);
-  const headerLen = Number(buf.readBigUInt64LE(0));
-  if (headerLen <= 0 || 8 + headerLen > buf.length) throw new CheckpointError('truncated safetensors header', path);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const headerLen = buf.readBigUInt64LE(0);
+  if (headerLen === 0n || headerLen > BigInt(Math.min(SAFETENSORS_MAX_HEADER, buf.length - 8)))
+    throw new CheckpointError(`safetensors header length ${headerLen} does not fit the file (${buf.length} bytes)`, path);
+  const dataStart = 8 + Number(headerLen);
+  let header: unknown;
   try {
-    header = JSON.parse(buf.toString('utf8', 8, 8 + headerLen));
+    header = JSON.parse(buf.toString('utf8', 8, dataStart));
   } catch {
     throw new CheckpointError('invalid safetensors header (not JSON)', path);
   }
-  const data = buf.subarray(8 + headerLen);
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new CheckpointError('safetensors header is not a JSON object', path);
+  const dataLength = buf.length - dataStart;
+  const ranges: { name: string; begin: number; end: number }[] = [];
   const root = new Map<string, unknown>();
-  for (const [name, info] of Object.entries(header)) {
+  for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') continue;
-    const dtype = SAFETENSORS_DTYPES[info.dtype];
-    if (!dtype) throw new CheckpointError(`tensor '${name}' has unsupported dtype ${info.dtype}`, path);
-    const [begin, end] = info.data_offsets;
-    const numel = info.shape.reduce((a, b) => a * b, 1);
-    if (end > data.length || end - begin !== numel * DTYPE_BYTES[dtype])
-      throw new CheckpointError(`tensor '${name}' lies outside the file (truncated?)`, path);
-    const storage = Buffer.from(data.subarray(begin, end)); // own, aligned copy
-    root.set(name, new HostTensor(dtype, info.shape, HostTensor.contiguousStrides(info.shape), 0, storage));
+    const bad = (what: string) => new CheckpointError(`safetensors tensor '${name}': ${what}`, path);
+    if (info === null || typeof info !== 'object') throw bad('entry is not an object');
+    const { dtype: code, shape, data_offsets: offsets } = info as Record<string, unknown>;
+    const dtype = typeof code === 'string' ? SAFETENSORS_DTYPES[code] : undefined;
+    if (!dtype) throw bad(`unsupported or missing dtype ${JSON.stringify(code)}`);
+    const numel = elementCount(shape);
+    if (numel === undefined) throw bad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) throw bad(`data_offsets ${JSON.stringify(offsets)} are not two non-negative integers`);
+    const [begin, end] = offsets as number[];
+    if (begin > end || end > dataLength) throw bad(`bytes ${begin}..${end} lie outside the data (${dataLength} bytes; truncated?)`);
+    if (end - begin !== numel * DTYPE_BYTES[dtype]) throw bad(`${end - begin} bytes for ${numel} ${dtype} values`);
+    ranges.push({ name, begin, end });
+    const storage = Buffer.from(buf.subarray(dataStart + begin, dataStart + end)); // own, aligned copy
+    root.set(name, new HostTensor(dtype, shape as number[], HostTensor.contiguousStrides(shape as number[]), 0, storage));
+  }
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i].begin < ranges[i - 1].end)
+      throw new CheckpointError(`safetensors tensors '${ranges[i - 1].name}' and '${ranges[i].name}' overlap`, path);
   }
   return { path, format: 'safetensors', root };
 }
 
-/** Replace TensorRefs by HostTensors everywhere in the tree (shared references stay shared). */
-function resolveTensors(root: unknown, storageOf: (ref: TensorRef) => Buffer): unknown {
-  const done = new Map<unknown, unknown>();
-  const visit = (v: unknown): unknown => {
-    if (v === null || typeof v !== 'object') return v;
-    if (done.has(v)) return done.get(v);
-    if (v instanceof TensorRef) {
-      const t = new HostTensor(v.dtype, v.shape, v.stride, v.storageOffset, storageOf(v));
-      done.set(v, t);
-      return t;
-    }
-    done.set(v, v);
+/** Children of a node of the unpickled tree, for the walks below. */
+function children(v: object): unknown[] {
+  if (Array.isArray(v)) return v;
+  if (v instanceof Map) {
+    const st = (v as unknown as Record<symbol, unknown>)[DICT_STATE];
+    return st === undefined ? [...v.values()] : [...v.values(), st];
+  }
+  if (v instanceof PyObject) return [...v.args, v.state, ...v.listItems, ...v.dictItems.values()];
+  return [];
+}
+
+/** Every TensorRef in the tree; refuses trees nested deeper than MAX_NESTING. Iterative. */
+function collectTensorRefs(root: unknown, path: string): Set<TensorRef> {
+  const refs = new Set<TensorRef>();
+  const seen = new Set<unknown>();
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    seen.add(v);
+    if (depth > MAX_NESTING) throw new CheckpointError(`objects nested deeper than ${MAX_NESTING} levels`, path);
+    if (v instanceof TensorRef) refs.add(v);
+    else for (const c of children(v)) stack.push([c, depth + 1]);
+  }
+  return refs;
+}
+
+/**
+ * A tensor reference checked against its storage before anything is allocated: whole,
+ * non-negative offsets, sizes and strides (torch refuses negative strides), no view with more
+ * elements than its storage (expanded or self-overlapping views are not state-dict tensors), and
+ * every element inside the storage.
+ */
+function checkTensorRef(ref: TensorRef, record: string, path: string): void {
+  const bad = (what: string) => new CheckpointError(`tensor on storage '${record}': ${what}`, path);
+  const storageNumel = ref.storage.numel;
+  if (!isCount(storageNumel)) throw bad(`storage size ${storageNumel} is not a non-negative integer`);
+  if (!isCount(ref.storageOffset)) throw bad(`storage offset ${ref.storageOffset} is not a non-negative integer`);
+  const numel = elementCount(ref.shape);
+  if (numel === undefined) throw bad(`size ${JSON.stringify(ref.shape)} is not a list of non-negative integers`);
+  if (ref.stride.length !== ref.shape.length || !ref.stride.every(isCount)) throw bad(`stride ${JSON.stringify(ref.stride)} does not fit size ${JSON.stringify(ref.shape)}`);
+  if (numel === 0) return;
+  if (numel > storageNumel) throw bad(`${numel} elements in a storage of ${storageNumel} (an expanded or overlapping view)`);
+  let extent = ref.storageOffset + 1;
+  for (let d = 0; d < ref.shape.length; d++) extent += (ref.shape[d] - 1) * ref.stride[d];
+  if (!Number.isSafeInteger(extent) || extent > storageNumel) throw bad(`reaches element ${extent - 1} of a storage of ${storageNumel}`);
+}
+
+/** Replace TensorRefs by HostTensors everywhere in the tree (shared references stay shared). Iterative. */
+function replaceTensorRefs(root: unknown, makeTensor: (ref: TensorRef) => HostTensor): unknown {
+  const made = new Map<TensorRef, HostTensor>();
+  const tensorOf = (ref: TensorRef) => made.get(ref) ?? made.set(ref, makeTensor(ref)).get(ref)!;
+  if (root instanceof TensorRef) return tensorOf(root);
+  const swap = (x: unknown) => (x instanceof TensorRef ? tensorOf(x) : x);
+  const seen = new Set<unknown>();
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    seen.add(v);
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) v[i] = visit(v[i]);
+      for (let i = 0; i < v.length; i++) v[i] = swap(v[i]);
     } else if (v instanceof Map) {
-      for (const [k, x] of v) v.set(k, visit(x));
-      const st = (v as unknown as Record<symbol, unknown>)[DICT_STATE];
-      if (st !== undefined) (v as unknown as Record<symbol, unknown>)[DICT_STATE] = visit(st);
+      for (const [k, x] of v) v.set(k, swap(x));
+      const rec = v as unknown as Record<symbol, unknown>;
+      if (rec[DICT_STATE] !== undefined) rec[DICT_STATE] = swap(rec[DICT_STATE]);
     } else if (v instanceof PyObject) {
-      for (let i = 0; i < v.args.length; i++) v.args[i] = visit(v.args[i]);
-      v.state = visit(v.state);
-      for (let i = 0; i < v.listItems.length; i++) v.listItems[i] = visit(v.listItems[i]);
-      for (const [k, x] of v.dictItems) v.dictItems.set(k, visit(x));
+      for (let i = 0; i < v.args.length; i++) v.args[i] = swap(v.args[i]);
+      v.state = swap(v.state);
+      for (let i = 0; i < v.listItems.length; i++) v.listItems[i] = swap(v.listItems[i]);
+      for (const [k, x] of v.dictItems) v.dictItems.set(k, swap(x));
     }
-    return v;
-  };
-  return visit(root);
+    stack.push(...children(v));
+  }
+  return root;
+}
+
+/** Opens `path` for reading if it is a regular file: devices, FIFOs and folders are refused up front. */
+async function openRegularFile(path: string): Promise<{ fh: fs.FileHandle; size: number }> {
+  let fh: fs.FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer before the check below.
+    fh = await fs.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'a folder, not a file' : e.message;
+    throw new CheckpointError(`cannot open: ${why}`, path, { cause: err });
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+    throw new CheckpointError(`cannot read: ${kind}, not a regular file`, path);
+  }
+  return { fh, size: st.size };
 }
 
 export async function readCheckpointFile(path: string): Promise<CheckpointFile> {
-  let head: Buffer;
+  const { fh, size } = await openRegularFile(path);
+  const head = Buffer.alloc(16);
   try {
-    const fh = await fs.open(path, 'r');
-    try {
-      head = Buffer.alloc(16);
-      await fh.read(head, 0, 16, 0);
-    } finally {
-      await fh.close();
+    await fh.read(head, 0, 16, 0);
+    if (!isZipMagic(head)) {
+      if (head[0] === 0x80 && head[1] <= 5) {
+        throw new CheckpointError(
+          'this is the legacy (pre-1.6) torch.save format, which is not supported; re-save it with a current torch: torch.save(torch.load(f), f2)',
+          path,
+        );
+      }
+      if (size > 9 && head[8] === 0x7b /* { */) {
+        const buf = Buffer.alloc(size);
+        const { bytesRead } = await fh.read(buf, 0, size, 0);
+        if (bytesRead !== size) throw new CheckpointError(`the file changed while being read (${bytesRead} of ${size} bytes)`, path);
+        return readSafetensors(path, buf);
+      }
+      throw new CheckpointError('unknown file format (expected a torch.save zip, a TorchScript archive or .safetensors)', path);
     }
-  } catch (err) {
-    throw new CheckpointError(`cannot open: ${(err as Error).message}`, path, { cause: err });
+  } finally {
+    await fh.close();
   }
-  if (!isZipMagic(head)) {
-    if (head[0] === 0x80 && head[1] <= 5) {
-      throw new CheckpointError(
-        'this is the legacy (pre-1.6) torch.save format, which is not supported; re-save it with a current torch: torch.save(torch.load(f), f2)',
-        path,
-      );
-    }
-    const buf = await fs.readFile(path);
-    if (buf.length > 9 && buf[8] === 0x7b /* { */) return readSafetensors(path, buf);
-    throw new CheckpointError('unknown file format (expected a torch.save zip, a TorchScript archive or .safetensors)', path);
-  }
-  let records: Map<string, Buffer>;
+  let zip: ZipArchive;
   try {
-    ({ records } = await readZip(path));
+    zip = await ZipArchive.open(path);
   } catch (err) {
     throw new CheckpointError(`corrupt or truncated archive: ${(err as Error).message}`, path, { cause: err });
   }
-  const pklName = [...records.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? (records.has('data.pkl') ? 'data.pkl' : undefined);
+  try {
+    return await readTorchArchive(path, zip);
+  } finally {
+    zip.close();
+  }
+}
+
+async function readTorchArchive(path: string, zip: ZipArchive): Promise<CheckpointFile> {
+  const names = zip.names();
+  const pklName = names.find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? (zip.has('data.pkl') ? 'data.pkl' : undefined);
   if (!pklName) throw new CheckpointError('no data.pkl record: not a torch.save or TorchScript archive', path);
   const prefix = pklName.slice(0, pklName.length - 'data.pkl'.length);
-  const isTorchScript = [...records.keys()].some((n) => n.startsWith(prefix + 'code/') || n === prefix + 'constants.pkl');
+  const isTorchScript = names.some((n) => n.startsWith(prefix + 'code/') || n === prefix + 'constants.pkl');
+  const read = async (name: string): Promise<Buffer> => {
+    try {
+      return (await zip.read(name))!;
+    } catch (err) {
+      throw new CheckpointError(`corrupt record '${name}': ${(err as Error).message}`, path, { cause: err });
+    }
+  };
+  if ((zip.size(pklName) ?? 0) > MAX_PICKLE_BYTES) throw new CheckpointError(`'${pklName}' declares ${zip.size(pklName)} bytes: not a state dict`, path);
   let root: unknown;
   try {
-    root = unpickle(records.get(pklName)!);
+    root = unpickle(await read(pklName));
   } catch (err) {
+    if (err instanceof CheckpointError) throw err;
     const msg = err instanceof PickleError ? err.message : String(err);
     throw new CheckpointError(`cannot parse data.pkl: ${msg}`, path, { cause: err });
   }
-  root = resolveTensors(root, (ref) => {
+  // Check every reference against the sizes the archive declares, then read only the
+  // storages that are referenced, each once.
+  const refs = collectTensorRefs(root, path);
+  const storages = new Map<string, Buffer>();
+  for (const ref of refs) {
     const name = `${prefix}data/${ref.storage.key}`;
-    const storage = records.get(name);
-    if (!storage) throw new CheckpointError(`storage record '${name}' is missing`, path);
+    checkTensorRef(ref, name, path);
+    if (!zip.has(name)) throw new CheckpointError(`storage record '${name}' is missing`, path);
     const need = ref.storage.numel * DTYPE_BYTES[ref.dtype];
-    if (storage.length < need) throw new CheckpointError(`storage record '${name}' is truncated (${storage.length} of ${need} bytes)`, path);
-    const t = new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storage);
-    if (t.extent > ref.storage.numel) throw new CheckpointError(`a tensor reaches past the end of storage '${name}'`, path);
+    const declared = zip.size(name)!;
+    if (declared < need) throw new CheckpointError(`storage record '${name}' is truncated (${declared} of ${need} bytes)`, path);
+  }
+  for (const ref of refs) {
+    const name = `${prefix}data/${ref.storage.key}`;
+    if (storages.has(name)) continue;
+    const data = await read(name);
     // Own, 8-byte-aligned copy of each storage (zip buffers are slices of larger chunks).
-    return storage.byteOffset % 8 === 0 ? storage : Buffer.from(storage);
-  });
+    storages.set(name, data.byteOffset % 8 === 0 ? data : Buffer.from(data));
+  }
+  root = replaceTensorRefs(root, (ref) => new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storages.get(`${prefix}data/${ref.storage.key}`)!));
   return { path, format: isTorchScript ? 'torchscript' : 'torch', root };
 }
 

@@ -55,13 +55,21 @@ class PickleWriter {
       this.raw(b);
     }
   }
+  /** An int, or a BINFLOAT for a non-integer (only crafted test files have those). */
+  num(n: number) {
+    if (Number.isInteger(n)) return this.int(n);
+    const b = Buffer.alloc(8);
+    b.writeDoubleBE(n);
+    this.op(0x47);
+    this.raw(b);
+  }
   bool(v: boolean) {
     this.op(v ? 0x88 : 0x89);
   }
   tupleOfInts(xs: number[]) {
     if (xs.length === 0) return this.op(0x29);
     this.mark();
-    xs.forEach((x) => this.int(x));
+    xs.forEach((x) => this.num(x));
     this.op(0x74);
   }
   emptyOrderedDict() {
@@ -100,13 +108,44 @@ export interface TensorToSave {
   shape: number[];
 }
 
+/**
+ * A tensor entry of a state-dict pickle as torch writes it: a strided view (`offset`, `shape`,
+ * `stride`, in elements) of float32 storage record `storageKey` holding `storageNumel` values.
+ */
+export interface TensorRefToSave {
+  name: string;
+  storageKey: string;
+  storageNumel: number;
+  offset: number;
+  shape: number[];
+  stride: number[];
+}
+
 /** The pickle of an OrderedDict of float32 tensors with `_metadata = {namespace: {k: str}}`. */
 export function statePickle(tensors: TensorToSave[], metadata: Record<string, Record<string, string>>): Buffer {
+  return statePickleOf(
+    tensors.map((t, i) => ({ name: t.name, storageKey: String(i), storageNumel: t.data.length, offset: 0, shape: t.shape, stride: contiguousStrides(t.shape) })),
+    metadata,
+  );
+}
+
+function contiguousStrides(shape: number[]): number[] {
+  const stride: number[] = [];
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    stride.unshift(acc);
+    acc *= shape[d];
+  }
+  return stride;
+}
+
+/** statePickle with every tensor reference spelled out (the tests craft hostile files with it). */
+export function statePickleOf(refs: TensorRefToSave[], metadata: Record<string, Record<string, string>>): Buffer {
   const w = new PickleWriter();
   w.proto();
   w.emptyOrderedDict();
   w.mark();
-  tensors.forEach((t, i) => {
+  for (const t of refs) {
     w.str(t.name);
     w.global('torch._utils', '_rebuild_tensor_v2');
     w.mark();
@@ -114,25 +153,19 @@ export function statePickle(tensors: TensorToSave[], metadata: Record<string, Re
     w.mark();
     w.str('storage');
     w.global('torch', 'FloatStorage');
-    w.str(String(i));
+    w.str(t.storageKey);
     w.str('cpu');
-    w.int(t.data.length);
+    w.num(t.storageNumel);
     w.tuple();
     w.binpersid();
-    w.int(0);
+    w.num(t.offset);
     w.tupleOfInts(t.shape);
-    const stride: number[] = [];
-    let acc = 1;
-    for (let d = t.shape.length - 1; d >= 0; d--) {
-      stride.unshift(acc);
-      acc *= t.shape[d];
-    }
-    w.tupleOfInts(stride);
+    w.tupleOfInts(t.stride);
     w.bool(false);
     w.emptyOrderedDict();
     w.tuple();
     w.reduce();
-  });
+  }
   w.setitems();
   // BUILD state {'_metadata': {namespace: {key: value}}}
   w.emptyDict();

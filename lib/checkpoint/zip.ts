@@ -1,61 +1,79 @@
 /**
  * Reads the records of a zip archive (torch.save's format, TorchScript archives) with yauzl,
- * which handles stored and deflated records and validates the central directory.
+ * which handles stored and deflated records and validates the central directory. Records are
+ * read lazily, one by one and only when asked for: a checkpoint reads data.pkl and then only the
+ * storages its tensors reference, so unreferenced (or hostile, huge) records cost nothing.
  */
 import * as yauzl from 'yauzl';
 
-export interface ZipRecords {
-  /** record name -> contents */
-  records: Map<string, Buffer>;
-}
+export class ZipArchive {
+  private constructor(
+    private readonly zip: yauzl.ZipFile,
+    private readonly entries: Map<string, yauzl.Entry>,
+  ) {}
 
-function openZip(path: string): Promise<yauzl.ZipFile> {
-  return new Promise((resolve, reject) => {
-    yauzl.open(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true }, (err, zip) =>
-      err || !zip ? reject(err ?? new Error('cannot open zip')) : resolve(zip),
-    );
-  });
-}
-
-function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    zip.openReadStream(entry, (err, stream) => {
-      if (err || !stream) return reject(err ?? new Error('cannot read ' + entry.fileName));
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('error', reject);
-      stream.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+  /** Lists the central directory; a record name present twice is refused (torch would take the first). */
+  static async open(path: string): Promise<ZipArchive> {
+    const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => {
+      yauzl.open(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true }, (err, z) =>
+        err || !z ? reject(err ?? new Error('cannot open zip')) : resolve(z),
+      );
     });
-  });
-}
-
-/** All records whose name passes `want` (default: all). */
-export async function readZip(path: string, want: (name: string) => boolean = () => true): Promise<ZipRecords> {
-  const zip = await openZip(path);
-  const records = new Map<string, Buffer>();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      zip.on('error', reject);
-      zip.on('end', () => resolve());
-      zip.on('entry', (entry: yauzl.Entry) => {
-        if (entry.fileName.endsWith('/') || !want(entry.fileName)) {
+    const entries = new Map<string, yauzl.Entry>();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        zip.on('error', reject);
+        zip.on('end', () => resolve());
+        zip.on('entry', (entry: yauzl.Entry) => {
+          if (!entry.fileName.endsWith('/')) {
+            if (entries.has(entry.fileName)) {
+              reject(new Error(`record '${entry.fileName}' is present twice`));
+              return;
+            }
+            entries.set(entry.fileName, entry);
+          }
           zip.readEntry();
-          return;
-        }
-        readEntry(zip, entry).then(
-          (b) => {
-            records.set(entry.fileName, b);
-            zip.readEntry();
-          },
-          reject,
-        );
+        });
+        zip.readEntry();
       });
-      zip.readEntry();
-    });
-  } finally {
-    zip.close();
+    } catch (err) {
+      zip.close();
+      throw err;
+    }
+    return new ZipArchive(zip, entries);
   }
-  return { records };
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  /** Uncompressed size the central directory declares (yauzl checks it while reading). */
+  size(name: string): number | undefined {
+    return this.entries.get(name)?.uncompressedSize;
+  }
+
+  /** A record's contents, or undefined when there is no such record. */
+  async read(name: string): Promise<Buffer | undefined> {
+    const entry = this.entries.get(name);
+    if (!entry) return undefined;
+    return new Promise((resolve, reject) => {
+      this.zip.openReadStream(entry, (err, stream) => {
+        if (err || !stream) return reject(err ?? new Error('cannot read ' + name));
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('error', reject);
+        stream.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      });
+    });
+  }
+
+  close(): void {
+    this.zip.close();
+  }
 }
 
 /** Is this file a zip archive (local file header magic)? */
