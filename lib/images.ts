@@ -4,7 +4,7 @@
  * 16-bit reduced). libvips has no BMP loader, so a small reader here handles uncompressed
  * 24/32-bit BMP.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, constants as fsConstants } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { ImageDecodeError, InvalidArgumentError } from './errors';
@@ -28,6 +28,13 @@ export interface RawPixels {
 
 export type ImageInput = string | Buffer | RawPixels;
 
+/**
+ * Largest image decoded, in pixels (width x height), checked from the header before any pixel
+ * memory is allocated: 64 megapixels (e.g. 8000 x 8000) need ~200 MB as RGB while decoding; a
+ * 12000 x 12000 PNG of 420 KB asked for 5.9 GB without it.
+ */
+export const DEFAULT_MAX_IMAGE_PIXELS = 64_000_000;
+
 function describe(input: ImageInput, index?: number): string {
   if (typeof input === 'string') return input;
   if (Buffer.isBuffer(input)) return `buffer #${index ?? 0}`;
@@ -35,7 +42,12 @@ function describe(input: ImageInput, index?: number): string {
 }
 
 export function rgbFromRaw(px: RawPixels, what = 'raw image'): RgbImage {
+  if (px === null || typeof px !== 'object') throw new InvalidArgumentError(`${what}: expected a path, an encoded Buffer or { data, width, height, channels }, got ${px === null ? 'null' : typeof px}`);
   const { width, height, channels } = px;
+  if (!(px.data instanceof Uint8Array || px.data instanceof Uint8ClampedArray)) {
+    const got = px.data === null || px.data === undefined ? String(px.data) : (px.data as object).constructor?.name ?? typeof px.data;
+    throw new InvalidArgumentError(`${what}: data must be 8-bit pixels (Uint8Array, Uint8ClampedArray or Buffer), got ${got}`);
+  }
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1)
     throw new InvalidArgumentError(`${what}: width and height must be positive integers`);
   if (![1, 3, 4].includes(channels)) throw new InvalidArgumentError(`${what}: channels must be 1, 3 or 4`);
@@ -50,7 +62,7 @@ export function rgbFromRaw(px: RawPixels, what = 'raw image'): RgbImage {
 }
 
 /** Uncompressed BMP (24/32-bit, BI_RGB or BI_BITFIELDS in BGRA order), bottom-up or top-down. */
-function decodeBmp(buf: Buffer, what: string): RgbImage {
+function decodeBmp(buf: Buffer, what: string, maxPixels: number): RgbImage {
   if (buf.length < 54 || buf.toString('latin1', 0, 2) !== 'BM') throw new ImageDecodeError(what, 'not a BMP file');
   const offset = buf.readUInt32LE(10);
   const width = buf.readInt32LE(18);
@@ -62,6 +74,7 @@ function decodeBmp(buf: Buffer, what: string): RgbImage {
   const height = Math.abs(rawHeight);
   const stride = Math.ceil((width * bpp) / 32) * 4;
   if (width < 1 || height < 1 || offset + stride * height > buf.length) throw new ImageDecodeError(what, 'truncated BMP');
+  if (width * height > maxPixels) throw new ImageDecodeError(what, `${width}x${height} exceeds the limit of ${maxPixels} pixels`);
   const out = Buffer.alloc(width * height * 3);
   const bytes = bpp / 8;
   for (let y = 0; y < height; y++) {
@@ -77,23 +90,39 @@ function decodeBmp(buf: Buffer, what: string): RgbImage {
   return { data: out, width, height };
 }
 
-/** Decode a file, an encoded Buffer or raw pixels to 8-bit RGB. Errors name the input. */
-export async function decodeImage(input: ImageInput, index?: number): Promise<RgbImage> {
+/** A regular file's bytes; devices, FIFOs and folders are refused before reading. */
+async function readRegularFile(file: string): Promise<Buffer> {
+  let fh: fs.FileHandle;
+  try {
+    // O_NONBLOCK: a FIFO must not block the open before it is refused below.
+    fh = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw new ImageDecodeError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+      throw new ImageDecodeError(file, `cannot read: ${kind}, not a regular file`);
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Decode a file, an encoded Buffer or raw pixels to 8-bit RGB. Errors name the input. Images
+ * over `maxPixels` are refused from their header, before decoding.
+ */
+export async function decodeImage(input: ImageInput, index?: number, maxPixels = DEFAULT_MAX_IMAGE_PIXELS): Promise<RgbImage> {
+  if (input === null || input === undefined) throw new InvalidArgumentError(`image #${index ?? 0}: expected a path, an encoded Buffer or raw pixels, got ${input}`);
   const what = describe(input, index);
   if (!(typeof input === 'string') && !Buffer.isBuffer(input)) return rgbFromRaw(input, what);
-  let bytes: Buffer;
-  if (typeof input === 'string') {
-    try {
-      bytes = await fs.readFile(input);
-    } catch (err) {
-      throw new ImageDecodeError(what, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-    }
-  } else {
-    bytes = input;
-  }
-  if (bytes.length >= 2 && bytes.toString('latin1', 0, 2) === 'BM') return decodeBmp(bytes, what);
+  const bytes = typeof input === 'string' ? await readRegularFile(input) : input;
+  if (bytes.length >= 2 && bytes.toString('latin1', 0, 2) === 'BM') return decodeBmp(bytes, what, maxPixels);
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'error' })
+    const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: maxPixels })
       .removeAlpha()
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })
@@ -101,17 +130,30 @@ export async function decodeImage(input: ImageInput, index?: number): Promise<Rg
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data, width: info.width, height: info.height };
   } catch (err) {
-    throw new ImageDecodeError(what, `cannot decode image: ${(err as Error).message}`, { cause: err });
+    const msg = (err as Error).message;
+    if (/exceeds pixel limit/.test(msg)) throw new ImageDecodeError(what, `larger than the limit of ${maxPixels} pixels (checked from its header; nothing was decoded)`, { cause: err });
+    throw new ImageDecodeError(what, `cannot decode image: ${msg}`, { cause: err });
   }
 }
 
-async function walk(dir: string, out: string[]): Promise<void> {
+/** Image files under `dir`, following symlinks (to files and folders) but never a cycle. */
+async function walk(dir: string, out: string[], visited = new Set<string>()): Promise<void> {
+  const real = await fs.realpath(dir);
+  if (visited.has(real)) return;
+  visited.add(real);
   const entries = await fs.readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) await walk(p, out);
-    else if (e.isFile() && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) out.push(p);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      const target = await fs.stat(p).catch(() => undefined); // a dangling link is skipped
+      isDir = target?.isDirectory() ?? false;
+      isFile = target?.isFile() ?? false;
+    }
+    if (isDir) await walk(p, out, visited);
+    else if (isFile && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) out.push(p);
   }
 }
 
