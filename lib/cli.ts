@@ -69,17 +69,30 @@ function out(s: string): void {
   process.stdout.write(s + '\n');
 }
 
-function int(v: string | undefined, name: string): number | undefined {
+/**
+ * Bounds of the numeric options, checked before anything runs: a typo must not start a
+ * 120 GB allocation (--image-size 100000), a run that never ends (--threads 100000) or a fit
+ * that saves NaN weights (--lr=1e308). Integers are decimal only (`0x10` is not 16).
+ */
+const BOUNDS: Record<string, [min: number, max: number]> = {
+  'image-size': [14, 4096], 'crop-size': [14, 4096], threads: [1, 256], seed: [0, 2 ** 32 - 1],
+  epochs: [1, 1_000_000], 'batch-size': [1, 4096], 'max-steps': [1, 1e9], warmup: [0, 1e9],
+};
+
+function int(v: string | undefined, name: keyof typeof BOUNDS): number | undefined {
   if (v === undefined) return undefined;
+  const [min, max] = BOUNDS[name];
+  if (!/^\d+$/.test(v.trim())) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}, got '${v}'`);
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer`);
+  if (n < min || n > max) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}, got ${v}`);
   return n;
 }
 
-function num(v: string | undefined, name: string): number | undefined {
+/** A learning rate: finite, above 0, at most 1. */
+function learningRate(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number`);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new UsageError(`--lr: expected a number above 0 and at most 1, got '${v}'`);
   return n;
 }
 
@@ -133,7 +146,7 @@ async function cmdFit(args: string[]): Promise<number> {
     const run = model.fit(positionals[0], {
       epochs: int(values.epochs, 'epochs'), batchSize: int(values['batch-size'], 'batch-size'),
       maxSteps: int(values['max-steps'], 'max-steps'), warmupSteps: int(values.warmup, 'warmup'),
-      learningRate: num(values.lr, 'lr'), seed: int(values.seed, 'seed'), validation: values.validation,
+      learningRate: learningRate(values.lr), seed: int(values.seed, 'seed'), validation: values.validation,
       checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined, resumeFrom: values.resume,
       signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
     });

@@ -30,8 +30,8 @@ export class CheckpointError extends InpFormerError {
 
 /** An option, tensor shape or input value is invalid. */
 export class InvalidArgumentError extends InpFormerError {
-  constructor(message: string) {
-    super(message, 'ERR_INP_INVALID_ARGUMENT');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_INP_INVALID_ARGUMENT', options);
   }
 }
 

@@ -6,6 +6,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { RgbImage } from './images';
+import { InvalidArgumentError } from './errors';
+import { ensureDir } from './files';
 
 // matplotlib's viridis sampled at 9 evenly spaced points (a perceptually uniform map).
 const VIRIDIS = [
@@ -57,7 +59,7 @@ export function renderHeatmap({ image, map, mask, alpha = 0.5 }: HeatmapInput): 
 export async function writeHeatmap(file: string, input: HeatmapInput): Promise<void> {
   const pixels = renderHeatmap(input);
   const dir = path.dirname(path.resolve(file));
-  await fs.mkdir(dir, { recursive: true });
+  await ensureDir(dir, (m, cause) => new InvalidArgumentError(`cannot write heatmap ${file}: ${m}`, { cause }));
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
   try {
     await sharp(pixels, { raw: { width: input.image.width, height: input.image.height, channels: 3 } }).png().toFile(tmp);

@@ -34,6 +34,7 @@ import { readLabelledSet } from './dataset';
 import { EvaluationReport, attachMasks, calibrationFrom, evaluationFrom } from './evaluation';
 import { resolveEncoderName } from './weights';
 import { packageVersion } from './runtime';
+import { ensureDir } from './files';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -569,7 +570,7 @@ export class InpFormer {
       cropSize: this.#config.cropSize,
       thresholds: this.#thresholds,
     };
-    await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new InvalidArgumentError(`cannot save ${file}: ${m}`, { cause }));
     await writeTorchFile(file, tensors, {
       inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved) },
     });

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InpFormerError, InvalidArgumentError } from './errors';
+import { ensureDir } from './files';
 
 export const DINOV2_WEIGHTS: Record<string, string> = {
   dinov2_vits14: 'dinov2_vits14/dinov2_vits14_pretrain.pth',
@@ -38,7 +39,7 @@ export async function downloadWeights(name: string, options: { dir?: string; onP
   const rel = DINOV2_WEIGHTS[name];
   if (!rel) throw new InvalidArgumentError(`unknown weights '${name}' (known: ${Object.keys(DINOV2_WEIGHTS).join(', ')})`);
   const dir = options.dir ?? cacheDir();
-  await fs.mkdir(dir, { recursive: true });
+  await ensureDir(dir, (m, cause) => new InpFormerError(m, 'ERR_INP_DOWNLOAD', { cause }));
   const file = path.join(dir, path.basename(rel));
   if (await fs.stat(file).then(() => true, () => false)) return file;
   const partial = `${file}.partial`;

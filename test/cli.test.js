@@ -168,3 +168,21 @@ test('weights download: progress, resume of a partial download, atomic rename (l
   t.is(unknown.code, 1);
   t.regex(unknown.stderr, /unknown weights/);
 });
+
+test('numeric options are checked before anything runs: decimal, bounded, a finite learning rate', (t) => {
+  const out = path.join(tmpdir(), 'never.pth');
+  const cases = [
+    [['--epochs', '0x10'], /--epochs: expected a whole number from 1 to 1000000, got '0x10'/],
+    [['--lr=1e308'], /--lr: expected a number above 0 and at most 1, got '1e308'/],
+    [['--lr', 'NaN'], /--lr: expected a number above 0/],
+    [['--threads', '100000'], /--threads: expected a whole number from 1 to 256, got 100000/],
+    [['--image-size', '100000'], /--image-size: expected a whole number from 14 to 4096/],
+    [['--batch-size=-3'], /--batch-size: expected a whole number/],
+  ];
+  for (const [extra, message] of cases) {
+    const r = cli(['fit', WEAVE, '--out', out, ...extra]);
+    t.is(r.code, 2, `${extra.join(' ')}: usage error`);
+    t.regex(r.stderr, message);
+  }
+  t.false(fs.existsSync(out), 'nothing trained, nothing written');
+});

@@ -60,3 +60,17 @@ test('saved anomalib model: zero MLP biases for upstream, thresholds kept, bias-
   t.deepEqual(after.scores, before.scores);
   await reloaded.dispose();
 });
+
+test('saving where a folder cannot be made is an error naming the target, at once (it spun under /proc)', async (t) => {
+  const { InvalidArgumentError } = require('..');
+  const model = await InpFormer.create({ encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 });
+  const err = await t.throwsAsync(model.save('/proc/nope/x.pth'), { instanceOf: InvalidArgumentError });
+  t.regex(err.message, /^cannot save \/proc\/nope\/x\.pth: cannot create folder \/proc\/nope/);
+  const file = path.join(tmpdir(), 'a-file');
+  fs.writeFileSync(file, 'x');
+  await t.throwsAsync(model.save(path.join(file, 'sub', 'x.pth')), { instanceOf: InvalidArgumentError, message: /a-file is not a folder/ });
+  const nested = path.join(tmpdir(), 'new', 'deeper', 'model.pth');
+  await model.save(nested);
+  t.true(fs.statSync(nested).size > 0, 'missing parents are still made');
+  await model.dispose();
+});
