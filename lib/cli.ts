@@ -4,7 +4,8 @@
  * Errors go to stderr, whole (a load error carries its install advice), with a non-zero exit
  * code; `--help` works everywhere.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, constants as fsConstants } from 'node:fs';
+import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, RandomEncoderSpec } from './model';
@@ -96,6 +97,29 @@ function learningRate(v: string | undefined): number | undefined {
   return n;
 }
 
+/**
+ * Where a fit will write and read, checked before it trains: a wrong --out or --validation used
+ * to surface only after training, losing the trained weights.
+ */
+async function checkFitPaths(p: { out: string; checkpoint?: string; validation?: string; resume?: string }): Promise<void> {
+  for (const [flag, file] of [['--out', p.out], ['--checkpoint', p.checkpoint]] as const) {
+    if (file === undefined) continue;
+    const st = await fs.stat(file).catch(() => undefined);
+    if (st?.isDirectory()) throw new UsageError(`${flag} ${file} is a folder; give a file name, e.g. ${path.join(file, 'model.pth')}`);
+    const dir = path.dirname(path.resolve(file));
+    await ensureDir(dir, (m) => new UsageError(`${flag} ${file}: ${m}`));
+    await fs.access(dir, fsConstants.W_OK).catch(() => {
+      throw new UsageError(`${flag} ${file}: cannot write in ${dir}`);
+    });
+  }
+  if (p.validation !== undefined && !(await fs.stat(p.validation).catch(() => undefined))?.isDirectory()) {
+    throw new UsageError(`--validation ${p.validation}: no such folder`);
+  }
+  if (p.resume !== undefined && !(await fs.stat(p.resume).catch(() => undefined))?.isFile()) {
+    throw new UsageError(`--resume ${p.resume}: no such checkpoint file`);
+  }
+}
+
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '--:--';
   const m = Math.floor(s / 60);
@@ -130,6 +154,7 @@ async function cmdFit(args: string[]): Promise<number> {
     threads: int(values.threads, 'threads'),
     seed: int(values.seed, 'seed'),
   };
+  await checkFitPaths({ out: values.out, checkpoint: values.checkpoint, validation: values.validation, resume: values.resume });
   if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
   const model = await InpFormer.create(create);
   const controller = new AbortController();

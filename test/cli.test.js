@@ -186,3 +186,19 @@ test('numeric options are checked before anything runs: decimal, bounded, a fini
   }
   t.false(fs.existsSync(out), 'nothing trained, nothing written');
 });
+
+test('fit checks where it will write and read before training', (t) => {
+  const dir = tmpdir();
+  const cases = [
+    [['--out', dir], /--out .* is a folder; give a file name/],
+    [['--out', path.join(dir, 'm.pth'), '--validation', path.join(dir, 'nonexistent')], /--validation .*nonexistent: no such folder/],
+    [['--out', path.join(dir, 'm.pth'), '--resume', path.join(dir, 'nope.pth')], /--resume .*nope\.pth: no such checkpoint file/],
+    [['--out', '/proc/nope/m.pth'], /--out \/proc\/nope\/m\.pth: cannot create folder \/proc\/nope/],
+  ];
+  for (const [extra, message] of cases) {
+    const r = cli(['fit', WEAVE, ...extra]);
+    t.is(r.code, 2, extra.join(' '));
+    t.regex(r.stderr, message);
+    t.notRegex(r.stderr, /epoch/, 'no training started');
+  }
+});
