@@ -190,6 +190,12 @@ async function cmdFit(args: string[]): Promise<number> {
       process.stderr.write(`interrupted: saved the weights so far to ${values.out}\n`);
       return 130;
     }
+    if ((err as InpFormerError).code === 'ERR_INP_DIVERGED') {
+      // the model holds the weights of the last finite step: keep them, say so, fail
+      await model.save(values.out);
+      process.stderr.write(`inp-former: ${(err as Error).message}\nsaved the last finite weights to ${values.out}\n`);
+      return 1;
+    }
     throw err;
   } finally {
     process.off('SIGINT', onSigint);

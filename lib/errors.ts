@@ -72,6 +72,13 @@ export class DeviceError extends InpFormerError {
   }
 }
 
+/** Training met a non-finite loss or gradient; the model keeps the weights of the last finite step. */
+export class TrainingDivergedError extends InpFormerError {
+  constructor(message: string) {
+    super(message, 'ERR_INP_DIVERGED');
+  }
+}
+
 /** Turn an error from the native layer into its typed class (unknown ones stay InpFormerError). */
 export function fromNativeError(err: unknown): InpFormerError {
   if (err instanceof InpFormerError) return err;
@@ -90,6 +97,8 @@ export function fromNativeError(err: unknown): InpFormerError {
       return new DisposedError(message);
     case 'ERR_INP_DEVICE':
       return new DeviceError(message);
+    case 'ERR_INP_DIVERGED':
+      return new TrainingDivergedError(message);
     default:
       return new InpFormerError(message, e?.code ?? 'ERR_INP_NATIVE', { cause: err });
   }

@@ -22,5 +22,6 @@ export {
   AbortError,
   DisposedError,
   DeviceError,
+  TrainingDivergedError,
 } from './errors';
 export { normalizeScore, normalizeMap } from './postprocess';

@@ -236,3 +236,19 @@ test('an already aborted signal refuses to start, with a typed error', async (t)
   await t.throwsAsync(model.fit(WEAVE, { signal: AbortSignal.abort() }), { instanceOf: AbortError });
   await model.dispose();
 });
+
+test('a non-finite loss stops fit with TrainingDivergedError and keeps the last finite weights', async (t) => {
+  const { TrainingDivergedError } = require('..');
+  const model = await InpFormer.create({ encoder: tinyEncoder, ...tinySizes });
+  const n = 2 * 3 * 56 * 56;
+  const fine = { data: new Float32Array(n).map((_, i) => Math.sin(i)), shape: [2, 3, 56, 56] };
+  const poisoned = { data: new Float32Array(n).fill(Number.NaN), shape: [2, 3, 56, 56] };
+  const err = await t.throwsAsync(model.fit([fine, fine, poisoned, fine], { epochs: 1, warmupSteps: 1 }), { instanceOf: TrainingDivergedError });
+  t.is(err.code, 'ERR_INP_DIVERGED');
+  t.regex(err.message, /training diverged at step 3: loss nan/);
+  const weights = await model.stateDict();
+  t.true(weights.every((p) => p.data.every(Number.isFinite)), 'every weight finite');
+  const r = await model.inferTensor(fine.data, fine.shape);
+  t.true(r.scores.every(Number.isFinite), 'the model still scores');
+  await model.dispose();
+});

@@ -25,6 +25,7 @@ constexpr const char* kBusy = "ERR_INP_BUSY";
 constexpr const char* kAborted = "ERR_INP_ABORTED";
 constexpr const char* kDisposed = "ERR_INP_DISPOSED";
 constexpr const char* kDevice = "ERR_INP_DEVICE";
+constexpr const char* kDiverged = "ERR_INP_DIVERGED";
 }  // namespace codes
 
 }  // namespace inpformer

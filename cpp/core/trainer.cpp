@@ -3,6 +3,10 @@
 
 #include "losses.h"
 
+#include <cmath>
+
+#include "errors.h"
+
 namespace inpformer {
 namespace {
 std::vector<torch::Tensor> tensorsOf(const std::vector<std::pair<std::string, torch::Tensor>>& named) {
@@ -39,12 +43,20 @@ StepStats Trainer::step(const torch::Tensor& batch) {
   StepStats s;
   s.step = stepsDone() + 1;
   s.gradNorm = clipGradNorm(params_, options_.gradClipNorm);
-  s.lr = learningRateAt(s.step);
-  optimizer_.step(s.lr);
   s.loss = loss.item<double>();
   s.lossCos = lossCos.item<double>();
   s.inpLoss = out.coherence.loss.item<double>();
   s.reluMargin = out.reluMargin;
+  // A non-finite loss or gradient would write NaN into every weight and moment: stop before
+  // the update, so the model keeps the weights of the last finite step.
+  if (!std::isfinite(s.loss) || !std::isfinite(s.gradNorm)) {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+    throw CoreError(codes::kDiverged, "training diverged at step " + std::to_string(s.step) + ": loss " +
+                                          std::to_string(s.loss) + ", gradient norm " + std::to_string(s.gradNorm) +
+                                          "; the weights are those of the last finite step (lower the learning rate, check the inputs)");
+  }
+  s.lr = learningRateAt(s.step);
+  optimizer_.step(s.lr);
   return s;
 }
 

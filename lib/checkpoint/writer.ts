@@ -57,7 +57,7 @@ class PickleWriter {
   }
   /** An int, or a BINFLOAT for a non-integer (only crafted test files have those). */
   num(n: number) {
-    if (Number.isInteger(n)) return this.int(n);
+    if (Number.isInteger(n) && Math.abs(n) < 2 ** 63) return this.int(n);
     const b = Buffer.alloc(8);
     b.writeDoubleBE(n);
     this.op(0x47);
