@@ -33,3 +33,33 @@ export async function ensureDir(dir: string, fail: (message: string, cause?: unk
     }
   }
 }
+
+/** The temp file a write of `file` goes through before its atomic rename: `.<name>.<pid>.<time>.tmp` beside it. */
+export function tempFileFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+}
+
+/**
+ * Delete temp files of `file` left by writers that died (kill -9, power loss): ours by name,
+ * and only those whose process is gone, so a concurrent writer's file is left alone.
+ */
+export async function removeStaleTempFiles(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const prefix = `.${path.basename(file)}.`;
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    const m = n.startsWith(prefix) ? /^(\d+)\.\d+\.tmp$/.exec(n.slice(prefix.length)) : null;
+    if (!m || isAlive(Number(m[1]))) continue;
+    await fs.rm(path.join(dir, n), { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { RgbImage } from './images';
 import { InvalidArgumentError } from './errors';
-import { ensureDir } from './files';
+import { ensureDir, removeStaleTempFiles, tempFileFor } from './files';
 
 // matplotlib's viridis sampled at 9 evenly spaced points (a perceptually uniform map).
 const VIRIDIS = [
@@ -60,7 +60,8 @@ export async function writeHeatmap(file: string, input: HeatmapInput): Promise<v
   const pixels = renderHeatmap(input);
   const dir = path.dirname(path.resolve(file));
   await ensureDir(dir, (m, cause) => new InvalidArgumentError(`cannot write heatmap ${file}: ${m}`, { cause }));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  await removeStaleTempFiles(file);
+  const tmp = tempFileFor(file);
   try {
     await sharp(pixels, { raw: { width: input.image.width, height: input.image.height, channels: 3 } }).png().toFile(tmp);
     await fs.rename(tmp, file);

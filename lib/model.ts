@@ -405,7 +405,7 @@ export class InpFormer {
             native: this.#native,
             imageSize: this.#config.imageSize,
             cropSize: this.#config.cropSize,
-            saveModel: (file) => this.#saveUnchecked(file),
+            saveModel: (file, extra) => this.#saveUnchecked(file, extra),
           },
           source,
           { ...options, signal: abort.signal },
@@ -562,7 +562,8 @@ export class InpFormer {
     return this.#track(() => this.#saveUnchecked(file), 'save');
   }
 
-  async #saveUnchecked(file: string): Promise<void> {
+  /** `extra`: more entries for the file's inp_former metadata (a checkpoint's training step). */
+  async #saveUnchecked(file: string, extra: Record<string, string> = {}): Promise<void> {
     const tensors = await this.#stateDictUnchecked();
     const saved = {
       network: this.#config.network,
@@ -572,7 +573,7 @@ export class InpFormer {
     };
     await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new InvalidArgumentError(`cannot save ${file}: ${m}`, { cause }));
     await writeTorchFile(file, tensors, {
-      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved) },
+      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved), ...extra },
     });
   }
 

@@ -5,6 +5,8 @@
  * the summary, or iterate it (`for await`) for progress events.
  */
 import { Thresholds, interpretCheckpoint } from './architecture';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { readCheckpointFile, stateDictMetadata } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
 import { writeTorchFile } from './checkpoint/writer';
@@ -89,7 +91,7 @@ export interface TrainingContext {
   native: NativeModelInstance;
   imageSize: number;
   cropSize: number;
-  saveModel(file: string): Promise<void>;
+  saveModel(file: string, extraMetadata?: Record<string, string>): Promise<void>;
 }
 
 /** A running fit: await it for the summary, or `for await` it for progress events. */
@@ -158,8 +160,26 @@ interface TrainingState {
   options: Record<string, number | boolean>;
 }
 
-function stateFile(checkpointPath: string): string {
-  return `${checkpointPath}.train-state`;
+/**
+ * A checkpoint is two files: the model (`path`, which Python opens as a state dict) and the
+ * training state of the same step (`path.train-state.<step>`). They are committed in an order
+ * that a kill -9 at any point leaves a matching pair: the new state is written first under a new
+ * name, then the model is replaced (atomically, recording its step), then the old state is
+ * deleted. Resume reads the step from the model and opens that state: exact, or refused when
+ * the pair is missing, never a model of one epoch with the moments of another.
+ */
+function stateFile(checkpointPath: string, step: number): string {
+  return `${checkpointPath}.train-state.${step}`;
+}
+
+/** Older states of this checkpoint (of our naming), to delete once a newer pair is committed. */
+async function staleStates(checkpointPath: string, keepStep: number): Promise<string[]> {
+  const dir = path.dirname(path.resolve(checkpointPath));
+  const prefix = `${path.basename(checkpointPath)}.train-state`;
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  return names
+    .filter((n) => n === prefix || (n.startsWith(prefix + '.') && /^\d+$/.test(n.slice(prefix.length + 1)) && Number(n.slice(prefix.length + 1)) !== keepStep))
+    .map((n) => path.join(dir, n));
 }
 
 async function saveTrainingState(ctx: TrainingContext, file: string, state: TrainingState): Promise<void> {
@@ -170,22 +190,27 @@ async function saveTrainingState(ctx: TrainingContext, file: string, state: Trai
   add('exp_avg', opt.expAvg);
   add('exp_avg_sq', opt.expAvgSq);
   add('max_exp_avg_sq', opt.maxExpAvgSq);
-  // The state first, then the model: a model file always has its state beside it.
-  await writeTorchFile(stateFile(file), tensors, {
+  await writeTorchFile(stateFile(file, opt.step), tensors, {
     inp_former_training: { format: 'inp-former-training-state', step: String(opt.step), state: JSON.stringify(state) },
   });
-  await ctx.saveModel(file);
+  await ctx.saveModel(file, { training_step: String(opt.step) });
+  for (const old of await staleStates(file, opt.step)) await fs.rm(old, { force: true });
 }
 
 async function loadTrainingState(file: string): Promise<{ state: TrainingState; optimizer: NativeOptimizerState; weights: NativeTensor[] }> {
-  const model = interpretCheckpoint(await readCheckpointFile(file));
-  const sfile = stateFile(file);
+  const ck = await readCheckpointFile(file);
+  const model = interpretCheckpoint(ck);
+  const step = stateDictMetadata(ck.root, 'inp_former')?.get('training_step');
+  if (typeof step !== 'string' || !/^\d+$/.test(step)) {
+    throw new CheckpointError('not a training checkpoint (no training step recorded): write one with fit({ checkpoint })', file);
+  }
+  const sfile = stateFile(file, Number(step));
   const raw = await readCheckpointFile(sfile).catch((err) => {
-    throw new CheckpointError(`no training state beside the checkpoint (${sfile}): ${(err as Error).message}`, file);
+    throw new CheckpointError(`the training state of step ${step} is missing (${sfile}): ${(err as Error).message}`, file);
   });
   const root = raw.root as Map<string, unknown>;
   const info = stateDictMetadata(root, 'inp_former_training') as Map<string, string> | undefined;
-  if (!info) throw new CheckpointError('not an inp-former training state', sfile);
+  if (!info || info.get('step') !== step) throw new CheckpointError(`not the training state of step ${step}`, sfile);
   const list = (prefix: string) => {
     const out: NativeTensor[] = [];
     for (let i = 0; root.has(`${prefix}.${i}`); i++) {
@@ -196,7 +221,7 @@ async function loadTrainingState(file: string): Promise<{ state: TrainingState; 
   };
   return {
     state: JSON.parse(info.get('state')!),
-    optimizer: { step: Number(info.get('step')), expAvg: list('exp_avg'), expAvgSq: list('exp_avg_sq'), maxExpAvgSq: list('max_exp_avg_sq') },
+    optimizer: { step: Number(step), expAvg: list('exp_avg'), expAvgSq: list('exp_avg_sq'), maxExpAvgSq: list('max_exp_avg_sq') },
     weights: [...model.weights].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape })),
   };
 }

@@ -4,7 +4,7 @@
 const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
-const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError } = require('..');
+const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError, CheckpointError } = require('..');
 const { readCheckpointFile } = require('../dist/checkpoint/reader');
 const { decodeImage, listImages } = require('../dist/images');
 const { native } = require('../dist/native');
@@ -166,8 +166,9 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   });
   await t.throwsAsync(interrupted, { instanceOf: AbortError });
   await b.dispose();
-  t.true(fs.existsSync(ck) && fs.existsSync(`${ck}.train-state`));
-  t.deepEqual(fs.readdirSync(dir).sort(), ['run.pth', 'run.pth.train-state']);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['run.pth', 'run.pth.train-state.3'], 'the model and the state of its step (3)');
+  // a newer state written just before a kill (the model not yet replaced) must not be used
+  fs.copyFileSync(`${ck}.train-state.3`, `${ck}.train-state.6`);
 
   const c = await create();
   const rest = await c.fit(files, { ...opts, resumeFrom: ck });
@@ -179,6 +180,11 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   wa.forEach((p, i) => (maxDiff = Math.max(maxDiff, maxAbsDiff(p.data, wc[i].data))));
   t.log(`max weight difference resumed vs uninterrupted: ${maxDiff}`);
   t.is(maxDiff, 0);
+  // the model of step 3 without its state: refused, not resumed with other moments
+  fs.rmSync(`${ck}.train-state.3`);
+  const d = await create();
+  await t.throwsAsync(d.fit(files, { ...opts, resumeFrom: ck }), { instanceOf: CheckpointError, message: /training state of step 3 is missing/ });
+  await d.dispose();
 });
 
 test('bad training input gives typed errors naming the problem', async (t) => {

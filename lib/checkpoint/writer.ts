@@ -9,6 +9,7 @@
 import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as yazl from 'yazl';
+import { removeStaleTempFiles, tempFileFor } from '../files';
 
 class PickleWriter {
   private chunks: Buffer[] = [];
@@ -204,7 +205,8 @@ export async function writeTorchFile(
   });
   zip.addBuffer(Buffer.from('3\n'), `${stem}/version`, opts);
   zip.end();
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  await removeStaleTempFiles(file);
+  const tmp = tempFileFor(file);
   try {
     await new Promise<void>((resolve, reject) => {
       const out = createWriteStream(tmp);
