@@ -6,8 +6,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
-/** Make `dir` and its missing parents; `fail(message)` builds the error thrown on failure. */
-export async function ensureDir(dir: string, fail: (message: string, cause?: unknown) => Error): Promise<void> {
+/**
+ * Make `dir` and its missing parents; `fail(message)` builds the error thrown on failure.
+ * Returns the folders it made, outermost first, for `removeMadeDirs` when the write that
+ * needed them fails.
+ */
+export async function ensureDir(dir: string, fail: (message: string, cause?: unknown) => Error): Promise<string[]> {
   const target = path.resolve(dir);
   const missing: string[] = [];
   let at = target;
@@ -24,14 +28,23 @@ export async function ensureDir(dir: string, fail: (message: string, cause?: unk
     if (parent === at) break;
     at = parent;
   }
+  const made: string[] = [];
   for (const d of missing) {
     try {
       await fs.mkdir(d);
+      made.push(d);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // made meanwhile
+      await removeMadeDirs(made);
       throw fail(`cannot create folder ${target}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} at ${d}`, err);
     }
   }
+  return made;
+}
+
+/** Remove folders ensureDir made, innermost first, where they are still empty. */
+export async function removeMadeDirs(made: string[]): Promise<void> {
+  for (const d of [...made].reverse()) await fs.rmdir(d).catch(() => undefined);
 }
 
 /** The temp file a write of `file` goes through before its atomic rename: `.<name>.<pid>.<time>.tmp` beside it. */

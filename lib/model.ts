@@ -34,7 +34,7 @@ import { readLabelledSet } from './dataset';
 import { EvaluationReport, attachMasks, calibrationFrom, evaluationFrom } from './evaluation';
 import { resolveEncoderName } from './weights';
 import { packageVersion } from './runtime';
-import { ensureDir } from './files';
+import { ensureDir, removeMadeDirs } from './files';
 
 export type Precision = 'float32' | 'bfloat16';
 
@@ -571,10 +571,15 @@ export class InpFormer {
       cropSize: this.#config.cropSize,
       thresholds: this.#thresholds,
     };
-    await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new InvalidArgumentError(`cannot save ${file}: ${m}`, { cause }));
-    await writeTorchFile(file, tensors, {
-      inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved), ...extra },
-    });
+    const made = await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new InvalidArgumentError(`cannot save ${file}: ${m}`, { cause }));
+    try {
+      await writeTorchFile(file, tensors, {
+        inp_former: { format: 'inp-former-checkpoint', version: '1', package_version: packageVersion(), config: JSON.stringify(saved), ...extra },
+      });
+    } catch (err) {
+      await removeMadeDirs(made); // nothing half-made left behind
+      throw err;
+    }
   }
 
 

@@ -65,6 +65,9 @@ umount_all() {
 # always taken down again.
 in_chroot() {
   local dir=$1 cmd=$2
+  # One exec at a time: each unmounts proc, /dev and /sys when it ends.
+  exec 9>"$ROOTFS/.inp-former-lock"
+  flock 9
   mount_all
   trap umount_all EXIT
   # The host's CA bundle: it may hold a CA (a registry proxy's) that trixie's own bundle lacks.

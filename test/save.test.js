@@ -74,3 +74,20 @@ test('saving where a folder cannot be made is an error naming the target, at onc
   t.true(fs.statSync(nested).size > 0, 'missing parents are still made');
   await model.dispose();
 });
+
+test('a full disk is a CheckpointError naming the target; no temp file and no new folder left', async (t) => {
+  const { CheckpointError } = require('..');
+  if (process.getuid() !== 0) return t.log('skipped: mounting a small tmpfs needs root (CI runs as root)');
+  const disk = tmpdir();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk]);
+  try {
+    const model = await InpFormer.create({ encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 });
+    const target = path.join(disk, 'new-folder', 'model.pth');
+    const err = await t.throwsAsync(model.save(target), { instanceOf: CheckpointError });
+    t.true(err.message.startsWith(`${target}: cannot write: ENOSPC`), err.message);
+    t.deepEqual(fs.readdirSync(disk), [], 'neither the temp file nor the folder made for it');
+    await model.dispose();
+  } finally {
+    execFileSync('umount', [disk]);
+  }
+});

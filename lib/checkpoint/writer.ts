@@ -10,6 +10,7 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as yazl from 'yazl';
 import { removeStaleTempFiles, tempFileFor } from '../files';
+import { CheckpointError } from '../errors';
 
 class PickleWriter {
   private chunks: Buffer[] = [];
@@ -218,6 +219,8 @@ export async function writeTorchFile(
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true });
-    throw err;
+    // name the file asked for, not the temp file the error came from
+    const e = err as NodeJS.ErrnoException;
+    throw new CheckpointError(`cannot write: ${e.code ? `${e.code} (${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')})` : e.message}`, file, { cause: err });
   }
 }
