@@ -3,9 +3,8 @@
  * which binary, the BLAS in use, the CPU features that matter, threads, CUDA — and says what to
  * install when something is missing or slow. `inp-former doctor` prints it.
  */
-import { advice, libtorchScripts } from './native';
-import { cpuInfo, runtime, type CpuInfo, type RuntimeInfo } from './runtime';
-import { packageVersion } from './runtime';
+import { advice, locateLibtorch } from './native';
+import { cpuInfo, packageVersion, runtime, type CpuInfo, type RuntimeInfo } from './runtime';
 
 export interface DoctorReport {
   /** false when the addon cannot load; slow set-ups still count as ok, with advice */
@@ -25,7 +24,7 @@ export interface DoctorReport {
 }
 
 export function doctor(): DoctorReport {
-  const found = libtorchScripts.findLibtorch();
+  const found = locateLibtorch();
   const report: DoctorReport = {
     ok: false,
     version: packageVersion(),

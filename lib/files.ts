@@ -1,10 +1,38 @@
 /**
- * Creating output folders. Node's `mkdir(..., { recursive: true })` never settles under /proc
- * (it loops at 80% CPU on `/proc/nope/x`), so folders are made one level at a time from the
- * nearest existing ancestor, and any failure names the folder asked for.
+ * Files the package reads and writes. Inputs: only regular files are opened for reading (a
+ * device or FIFO would never end). Outputs: Node's `mkdir(..., { recursive: true })` never
+ * settles under /proc (it loops at 80% CPU on `/proc/nope/x`), so folders are made one level at
+ * a time from the nearest existing ancestor, and any failure names the folder asked for; writes
+ * go through a temp file renamed into place.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, constants as fsConstants } from 'node:fs';
 import * as path from 'node:path';
+
+/**
+ * Opens `file` for reading if it is a regular file; devices (`/dev/zero`), FIFOs, folders and
+ * sockets are refused before a byte is read. `fail(message)` builds the error thrown.
+ */
+export async function openRegularFile(
+  file: string,
+  fail: (message: string, cause?: unknown) => Error,
+): Promise<{ fh: fs.FileHandle; size: number }> {
+  let fh: fs.FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer before the check below.
+    fh = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'a folder, not a file' : e.message;
+    throw fail(`cannot open: ${why}`, err);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+    throw fail(`cannot read: ${kind}, not a regular file`);
+  }
+  return { fh, size: st.size };
+}
 
 /**
  * Make `dir` and its missing parents; `fail(message)` builds the error thrown on failure.

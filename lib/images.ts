@@ -4,10 +4,11 @@
  * 16-bit reduced). libvips has no BMP loader, so a small reader here handles uncompressed
  * 24/32-bit BMP.
  */
-import { promises as fs, constants as fsConstants } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { ImageDecodeError, InvalidArgumentError } from './errors';
+import { openRegularFile } from './files';
 
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp']);
 
@@ -92,19 +93,8 @@ function decodeBmp(buf: Buffer, what: string, maxPixels: number): RgbImage {
 
 /** A regular file's bytes; devices, FIFOs and folders are refused before reading. */
 async function readRegularFile(file: string): Promise<Buffer> {
-  let fh: fs.FileHandle;
+  const { fh } = await openRegularFile(file, (m, cause) => new ImageDecodeError(file, m, { cause }));
   try {
-    // O_NONBLOCK: a FIFO must not block the open before it is refused below.
-    fh = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    throw new ImageDecodeError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
-      throw new ImageDecodeError(file, `cannot read: ${kind}, not a regular file`);
-    }
     return await fh.readFile();
   } finally {
     await fh.close();

@@ -90,12 +90,24 @@ interface LibtorchScripts {
 }
 interface AdviceScripts {
   installAdvice(): string;
+  notFoundMessage(t: { error: string; tried: string[] }): string;
   buildFromSourceCommand(libtorchDir: string): string;
 }
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-export const libtorchScripts = require(path.join(packageRoot, 'scripts', 'libtorch.js')) as LibtorchScripts;
+const libtorchScripts = require(path.join(packageRoot, 'scripts', 'libtorch.js')) as LibtorchScripts;
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 export const advice = require(path.join(packageRoot, 'scripts', 'advice.js')) as AdviceScripts;
+
+let located: ReturnType<LibtorchScripts['findLibtorch']> | undefined;
+
+/**
+ * The libtorch this process would use, looked up once (the Python step spawns python3): the
+ * loader and doctor() ask the same question.
+ */
+export function locateLibtorch(): ReturnType<LibtorchScripts['findLibtorch']> {
+  located ??= libtorchScripts.findLibtorch();
+  return located;
+}
 
 /** Advice for a dlopen message: which library is missing and what provides it. */
 export function explainLoadFailure(message: string): string {
@@ -140,12 +152,8 @@ export function chooseBinary(): LoadedBinary {
   }
   const built = path.join(packageRoot, 'build', 'Release', 'inp_former.node');
   if (existsSync(built)) return { file: built, kind: 'source', libtorch: null };
-  const t = libtorchScripts.findLibtorch();
-  if (t.error !== undefined) {
-    throw new NativeLoadError(
-      `inp-former: libtorch was not found (${t.error}; looked at: ${t.tried.join('; ')}).\n${advice.installAdvice()}`,
-    );
-  }
+  const t = locateLibtorch();
+  if (t.error !== undefined) throw new NativeLoadError(advice.notFoundMessage(t));
   const pick = libtorchScripts.selectPrebuild(packageRoot, t);
   if (pick.file) return { file: pick.file, kind: 'prebuild', libtorch: t };
   const has = pick.available.length ? `prebuilt for libtorch ${pick.available.join(', ')} (Debian's packages)` : 'no prebuilt binaries in this package';

@@ -58,28 +58,28 @@ export function cpuInfo(): CpuInfo {
   };
 }
 
-/** The file a shared library matching `pattern` was mapped from in this process, if any. */
-function mappedLibrary(pattern: RegExp): string | null {
+/** The shared libraries mapped into this process (Linux; empty elsewhere). */
+function mappedLibraries(): string[] {
   try {
-    for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-      const file = line.slice(line.indexOf('/'));
-      if (line.includes('/') && pattern.test(path.basename(file))) return file;
-    }
-  } catch {}
-  return null;
+    return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/')).map((l) => l.slice(l.indexOf('/')));
+  } catch {
+    return [];
+  }
 }
 
 export function runtime(): RuntimeInfo {
   const r = native().runtime();
   const binary = nativeBinary()!;
-  const torchCpu = mappedLibrary(/^libtorch_cpu\.so/);
+  const mapped = mappedLibraries();
+  const mappedAs = (pattern: RegExp) => mapped.find((f) => pattern.test(path.basename(f))) ?? null;
+  const torchCpu = mappedAs(/^libtorch_cpu\.so/);
   return {
     version: packageVersion(),
     binary: { file: binary.file, kind: binary.kind },
     torchVersion: r.torchVersion,
     libtorch: { version: r.torchVersion, path: torchCpu && path.dirname(torchCpu), foundThrough: binary.libtorch?.source ?? null },
     blas: {
-      library: mappedLibrary(/^lib(open)?blas(64)?(_pthread|_openmp|p)?\.so|^libmkl_rt|^libblis/),
+      library: mappedAs(/^lib(open)?blas(64)?(_pthread|_openmp|p)?\.so|^libmkl_rt|^libblis/),
       openblasCore: r.openblasCore || null,
       openblasConfig: r.openblasConfig || null,
     },

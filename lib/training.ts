@@ -177,9 +177,12 @@ async function staleStates(checkpointPath: string, keepStep: number): Promise<st
   const dir = path.dirname(path.resolve(checkpointPath));
   const prefix = `${path.basename(checkpointPath)}.train-state`;
   const names = await fs.readdir(dir).catch(() => [] as string[]);
-  return names
-    .filter((n) => n === prefix || (n.startsWith(prefix + '.') && /^\d+$/.test(n.slice(prefix.length + 1)) && Number(n.slice(prefix.length + 1)) !== keepStep))
-    .map((n) => path.join(dir, n));
+  const isStale = (n: string) => {
+    if (n === prefix) return true; // the unversioned state of earlier releases
+    const step = n.startsWith(prefix + '.') ? n.slice(prefix.length + 1) : '';
+    return /^\d+$/.test(step) && Number(step) !== keepStep;
+  };
+  return names.filter(isStale).map((n) => path.join(dir, n));
 }
 
 async function saveTrainingState(ctx: TrainingContext, file: string, state: TrainingState): Promise<void> {

@@ -19,4 +19,9 @@ function buildFromSourceCommand(libtorchDir) {
   return `LIBTORCH=${libtorchDir} npm rebuild inp-former --build-from-source`;
 }
 
-module.exports = { installAdvice, buildFromSourceCommand };
+/** When no libtorch was found: why, where the locator looked, and what to install. */
+function notFoundMessage(t) {
+  return `inp-former: ${t.error} (looked at: ${t.tried.join('; ')}).\n${installAdvice()}`;
+}
+
+module.exports = { installAdvice, buildFromSourceCommand, notFoundMessage };

@@ -15,20 +15,14 @@ const { spawnSync } = require('node:child_process');
 const MULTIARCH = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' }[process.arch];
 const SYSTEM_PREFIXES = ['/usr', '/usr/local'];
 
-/** `1.13` from `libc10.so.1.13` (Debian's versioned sonames), or null for an unversioned libc10.so. */
-function sonameVersion(libDir) {
-  let names;
-  try {
-    names = fs.readdirSync(libDir);
-  } catch {
-    return null;
-  }
+/** `1.13` from `libc10.so.1.13` (Debian's versioned sonames) among `names`, or null for an unversioned libc10.so. */
+function sonameVersion(names) {
   const m = names.map((n) => /^libc10\.so\.(\d+\.\d+)$/.exec(n)).find(Boolean);
   return m ? m[1] : null;
 }
 
 /** X.Y.Z from torch/version.h, the official zip's build-version file, or the soname. */
-function versionOf(root, includeDirs, libDir) {
+function versionOf(root, includeDirs, soVersion) {
   for (const inc of includeDirs) {
     try {
       const h = fs.readFileSync(path.join(inc, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h'), 'utf8');
@@ -39,37 +33,41 @@ function versionOf(root, includeDirs, libDir) {
   try {
     return fs.readFileSync(path.join(root, 'build-version'), 'utf8').trim().replace(/\+.*/, '');
   } catch {}
-  return sonameVersion(libDir);
+  return soVersion;
 }
 
 /** TORCH_CXX_FLAGS of the libtorch's CMake package (the C++ ABI it was built with). */
 function cxxFlagsOf(cmakeDir) {
   try {
     const c = fs.readFileSync(path.join(cmakeDir, 'TorchConfig.cmake'), 'utf8');
-    const m = c.match(/set\(TORCH_CXX_FLAGS "([^"]*)"\)/g);
-    // TorchConfig.cmake sets it in an if/else on the ABI; the last literal is what applies when
-    // the condition text was substituted at configure time (both branches carry one value).
-    if (m) return /"([^"]*)"/.exec(m[m.length - 1])[1];
+    // one literal, the ABI substituted when libtorch itself was configured
+    const m = /set\(TORCH_CXX_FLAGS "([^"]*)"\)/.exec(c);
+    if (m) return m[1];
   } catch {}
   return '';
 }
 
 function describe(source, root, libDir, includeDirs, cmakeDir, extra = {}) {
-  if (!fs.existsSync(libDir) || !fs.readdirSync(libDir).some((n) => /^libtorch_cpu\.so/.test(n))) return null;
+  let names;
+  try {
+    names = fs.readdirSync(libDir);
+  } catch {
+    return null;
+  }
+  if (!names.some((n) => /^libtorch_cpu\.so/.test(n))) return null;
   includeDirs = includeDirs.filter((d) => fs.existsSync(path.join(d, 'torch')));
   const api = includeDirs.map((d) => path.join(d, 'torch', 'csrc', 'api', 'include')).filter((d) => fs.existsSync(d));
-  const soVersion = sonameVersion(libDir);
-  const cuda = fs.existsSync(path.join(libDir, 'libtorch_cuda.so')) || fs.readdirSync(libDir).some((n) => /^libtorch_cuda\.so/.test(n));
+  // libc10.so.X.Y (Debian) or libc10.so (official zip, pip): what a binary's NEEDED entries name.
+  const soVersion = sonameVersion(names);
   return {
     source,
     root,
     libDir,
     includeDirs: [...includeDirs, ...api],
     cmakeDir: cmakeDir && fs.existsSync(path.join(cmakeDir, 'TorchConfig.cmake')) ? cmakeDir : null,
-    version: extra.version ?? versionOf(root, includeDirs, libDir),
-    // libc10.so.X.Y (Debian) or libc10.so (official zip, pip): what a binary's NEEDED entries name.
+    version: extra.version ?? versionOf(root, includeDirs, soVersion),
     soVersion,
-    cuda,
+    cuda: names.some((n) => /^libtorch_cuda\.so/.test(n)),
     cxxFlags: cmakeDir ? cxxFlagsOf(cmakeDir) : extra.cxxFlags ?? '',
   };
 }
@@ -173,14 +171,16 @@ function selectPrebuild(packageRoot, t) {
   const gyp = require('node-gyp-build');
   const runtime = typeof process.versions.electron === 'string' ? 'electron' : 'node';
   const fits = files.map(gyp.parseTags).filter(Boolean).filter(gyp.matchTags(runtime, process.versions.modules));
-  const tagged = fits.map((f) => ({ file: path.join(dir, f.file), version: /\.libtorch-(\d+)-(\d+)\./.exec(f.file) })).filter((f) => f.version);
-  const available = tagged.map((f) => `${f.version[1]}.${f.version[2]}`);
-  const want = t && !t.error ? prebuildTag(t) : null;
-  const match = want && tagged.find((f) => path.basename(f.file).includes(`.${want}.`));
+  const tagged = fits
+    .map((f) => ({ file: path.join(dir, f.file), tag: /\.libtorch-(\d+)-(\d+)\./.exec(f.file) }))
+    .filter((f) => f.tag)
+    .map((f) => ({ file: f.file, version: `${f.tag[1]}.${f.tag[2]}` }));
+  const available = tagged.map((f) => f.version);
+  const match = t && !t.error && t.soVersion ? tagged.find((f) => f.version === t.soVersion) : undefined;
   return { file: match ? match.file : null, available };
 }
 
-module.exports = { findLibtorch, sources, linkArgs, sonameVersion, prebuildTag, selectPrebuild, fromPython, fromFolder, fromSystem };
+module.exports = { findLibtorch, sources, linkArgs, prebuildTag, selectPrebuild, fromPython, fromFolder };
 
 if (require.main === module) {
   const what = process.argv[2] ?? 'json';
@@ -194,7 +194,7 @@ if (require.main === module) {
     process.exit(t.error ? 1 : 0);
   }
   if (t.error) {
-    console.error(`inp-former: ${t.error} (looked at: ${t.tried.join('; ')}).\n${require('./advice').installAdvice()}`);
+    console.error(require('./advice').notFoundMessage(t));
     process.exit(1);
   }
   const out = {

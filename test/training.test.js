@@ -5,10 +5,9 @@ const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
 const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError, CheckpointError } = require('..');
-const { readCheckpointFile } = require('../dist/checkpoint/reader');
 const { decodeImage, listImages } = require('../dist/images');
 const { native } = require('../dist/native');
-const { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace } = require('./helpers');
+const { SHARED, maxAbsDiff, tmpdir, TOL, referenceTrace } = require('./helpers');
 
 const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
 const tinyEncoder = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8, seed: 3 };

@@ -5,8 +5,8 @@
  * - safetensors (.safetensors: a JSON header and raw little-endian data).
  * Tensors come back as HostTensors in place of the pickle's tensor references.
  */
-import { promises as fs, constants as fsConstants } from 'node:fs';
 import { CheckpointError } from '../errors';
+import { openRegularFile } from '../files';
 import { DICT_STATE, DTYPE_BYTES, DType, PickleError, PyObject, TensorRef, unpickle } from './pickle';
 import { HostTensor } from './tensor';
 import { ZipArchive, isZipMagic } from './zip';
@@ -161,33 +161,13 @@ function replaceTensorRefs(root: unknown, makeTensor: (ref: TensorRef) => HostTe
       for (let i = 0; i < v.listItems.length; i++) v.listItems[i] = swap(v.listItems[i]);
       for (const [k, x] of v.dictItems) v.dictItems.set(k, swap(x));
     }
-    stack.push(...children(v));
+    for (const c of children(v)) stack.push(c); // not push(...): a huge list would overflow the call
   }
   return root;
 }
 
-/** Opens `path` for reading if it is a regular file: devices, FIFOs and folders are refused up front. */
-async function openRegularFile(path: string): Promise<{ fh: fs.FileHandle; size: number }> {
-  let fh: fs.FileHandle;
-  try {
-    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer before the check below.
-    fh = await fs.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'a folder, not a file' : e.message;
-    throw new CheckpointError(`cannot open: ${why}`, path, { cause: err });
-  }
-  const st = await fh.stat();
-  if (!st.isFile()) {
-    await fh.close();
-    const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
-    throw new CheckpointError(`cannot read: ${kind}, not a regular file`, path);
-  }
-  return { fh, size: st.size };
-}
-
 export async function readCheckpointFile(path: string): Promise<CheckpointFile> {
-  const { fh, size } = await openRegularFile(path);
+  const { fh, size } = await openRegularFile(path, (m, cause) => new CheckpointError(m, path, { cause }));
   const head = Buffer.alloc(16);
   try {
     await fh.read(head, 0, 16, 0);
@@ -246,24 +226,23 @@ async function readTorchArchive(path: string, zip: ZipArchive): Promise<Checkpoi
   }
   // Check every reference against the sizes the archive declares, then read only the
   // storages that are referenced, each once.
+  const recordOf = (ref: TensorRef) => `${prefix}data/${ref.storage.key}`;
   const refs = collectTensorRefs(root, path);
   const storages = new Map<string, Buffer>();
   for (const ref of refs) {
-    const name = `${prefix}data/${ref.storage.key}`;
+    const name = recordOf(ref);
     checkTensorRef(ref, name, path);
     if (!zip.has(name)) throw new CheckpointError(`storage record '${name}' is missing`, path);
     const need = ref.storage.numel * DTYPE_BYTES[ref.dtype];
     const declared = zip.size(name)!;
     if (declared < need) throw new CheckpointError(`storage record '${name}' is truncated (${declared} of ${need} bytes)`, path);
   }
-  for (const ref of refs) {
-    const name = `${prefix}data/${ref.storage.key}`;
-    if (storages.has(name)) continue;
+  for (const name of new Set([...refs].map(recordOf))) {
     const data = await read(name);
     // Own, 8-byte-aligned copy of each storage (zip buffers are slices of larger chunks).
     storages.set(name, data.byteOffset % 8 === 0 ? data : Buffer.from(data));
   }
-  root = replaceTensorRefs(root, (ref) => new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storages.get(`${prefix}data/${ref.storage.key}`)!));
+  root = replaceTensorRefs(root, (ref) => new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storages.get(recordOf(ref))!));
   return { path, format: isTorchScript ? 'torchscript' : 'torch', root };
 }
 

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import * as yazl from 'yazl';
 import { removeStaleTempFiles, tempFileFor } from '../files';
 import { CheckpointError } from '../errors';
+import { HostTensor } from './tensor';
 
 class PickleWriter {
   private chunks: Buffer[] = [];
@@ -126,19 +127,9 @@ export interface TensorRefToSave {
 /** The pickle of an OrderedDict of float32 tensors with `_metadata = {namespace: {k: str}}`. */
 export function statePickle(tensors: TensorToSave[], metadata: Record<string, Record<string, string>>): Buffer {
   return statePickleOf(
-    tensors.map((t, i) => ({ name: t.name, storageKey: String(i), storageNumel: t.data.length, offset: 0, shape: t.shape, stride: contiguousStrides(t.shape) })),
+    tensors.map((t, i) => ({ name: t.name, storageKey: String(i), storageNumel: t.data.length, offset: 0, shape: t.shape, stride: HostTensor.contiguousStrides(t.shape) })),
     metadata,
   );
-}
-
-function contiguousStrides(shape: number[]): number[] {
-  const stride: number[] = [];
-  let acc = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    stride.unshift(acc);
-    acc *= shape[d];
-  }
-  return stride;
 }
 
 /** statePickle with every tensor reference spelled out (the tests craft hostile files with it). */
