@@ -208,7 +208,7 @@ async function expandInputs(items: string[]): Promise<string[]> {
   for (const item of items) {
     const st = await fs.stat(item).catch(() => undefined);
     if (!st) throw new UsageError(`${item}: no such file or folder`);
-    if (st.isDirectory()) files.push(...(await listImages(item)));
+    if (st.isDirectory()) for (const f of await listImages(item)) files.push(f); // no push(...): folders can hold 100,000s
     else if (IMAGE_EXTENSIONS.has(path.extname(item).toLowerCase())) files.push(item);
     else throw new UsageError(`${item}: not an image (${[...IMAGE_EXTENSIONS].join(', ')})`);
   }

@@ -138,3 +138,17 @@ test('devices, FIFOs, folders and missing paths are refused up front, and settle
   const err = await t.throwsAsync(InpFormer.load('/dev/zero'), { instanceOf: CheckpointError });
   t.is(err.code, 'ERR_INP_CHECKPOINT');
 });
+
+test('a pickle list of 300,000 items loads (walking it must not spread it into one call)', async (t) => {
+  const n = 300_000;
+  // PROTO 2, EMPTY_LIST, MARK, n x BININT1 7, APPENDS, STOP
+  const body = Buffer.concat([Buffer.from([0x80, 0x02, 0x5d, 0x28]), Buffer.from(Array.from({ length: n }, () => [0x4b, 7]).flat()), Buffer.from([0x65, 0x2e])]);
+  const file = path.join(tmpdir(), 'long.pth');
+  const zip = new yazl.ZipFile();
+  zip.addBuffer(body, 'long/data.pkl', { compress: false });
+  zip.end();
+  await new Promise((resolve) => zip.outputStream.pipe(fs.createWriteStream(file)).on('close', resolve));
+  const root = (await readCheckpointFile(file)).root;
+  t.is(root.length, n);
+  t.is(root[n - 1], 7);
+});

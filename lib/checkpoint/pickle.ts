@@ -203,11 +203,16 @@ export function unpickle(buf: Buffer): unknown {
     if (stack.length === 0) throw new PickleError('stack underflow');
     return stack[stack.length - 1];
   };
+  // push(...items) passes every item as an argument: a list of a few 100,000 items overflows the
+  // call stack, so lists grow item by item.
+  const pushAll = (target: unknown[], items: unknown[]) => {
+    for (const x of items) target.push(x);
+  };
   const popMark = () => {
     const items = stack.splice(0);
     const prev = metastack.pop();
     if (!prev) throw new PickleError('MARK missing');
-    stack.push(...prev);
+    pushAll(stack, prev);
     return items;
   };
   const memoPut = (k: number, v: unknown) => {
@@ -225,8 +230,8 @@ export function unpickle(buf: Buffer): unknown {
     for (let i = 0; i < items.length; i += 2) map.set(items[i], items[i + 1]);
   };
   const appendItems = (target: unknown, items: unknown[]) => {
-    if (Array.isArray(target)) target.push(...items);
-    else if (target instanceof PyObject) target.listItems.push(...items);
+    if (Array.isArray(target)) pushAll(target, items);
+    else if (target instanceof PyObject) pushAll(target.listItems, items);
     else throw new PickleError('APPEND on a value that is not a list');
   };
   const decodeLong = (b: Buffer) => {
@@ -380,7 +385,7 @@ export function unpickle(buf: Buffer): unknown {
       case 0x90: { // ADDITEMS
         const items = popMark();
         const s = top();
-        if (s instanceof PyTuple) s.push(...items);
+        if (s instanceof PyTuple) pushAll(s, items);
         break;
       }
       case 0x61: { // APPEND
