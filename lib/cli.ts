@@ -44,10 +44,11 @@ Run inp-former <command> --help for its options.`,
   --checkpoint <file>    save model + training state every epoch
   --resume <file>        continue from such a checkpoint
   --device <d>           cpu | cuda | cuda:N | auto    --threads <n>
+  --max-image-pixels <n> largest image decoded (default 64000000), checked from its header
 
 Ctrl-C stops after the current step and saves the model to --out.`,
-  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json]`,
+  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--max-image-pixels <n>]`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--max-image-pixels <n>]`,
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
   doctor: `inp-former doctor [--json]    (exit code 1 when the native addon cannot load)`,
   weights: `inp-former weights download <name> [--dir <folder>]
@@ -78,6 +79,7 @@ function out(s: string): void {
 const BOUNDS: Record<string, [min: number, max: number]> = {
   'image-size': [14, 4096], 'crop-size': [14, 4096], threads: [1, 256], seed: [0, 2 ** 32 - 1],
   epochs: [1, 1_000_000], 'batch-size': [1, 4096], 'max-steps': [1, 1e9], warmup: [0, 1e9],
+  'max-image-pixels': [1, 1e9],
 };
 
 function int(v: string | undefined, name: keyof typeof BOUNDS): number | undefined {
@@ -141,7 +143,7 @@ async function cmdFit(args: string[]): Promise<number> {
       'max-steps': { type: 'string' }, warmup: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
       'image-size': { type: 'string' }, 'crop-size': { type: 'string' }, validation: { type: 'string' },
       checkpoint: { type: 'string' }, resume: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
-      help: { type: 'boolean' },
+      'max-image-pixels': { type: 'string' }, help: { type: 'boolean' },
     },
   });
   if (values.help) return out(HELP.fit), 0;
@@ -153,6 +155,7 @@ async function cmdFit(args: string[]): Promise<number> {
     device: values.device,
     threads: int(values.threads, 'threads'),
     seed: int(values.seed, 'seed'),
+    maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels'),
   };
   await checkFitPaths({ out: values.out, checkpoint: values.checkpoint, validation: values.validation, resume: values.resume });
   if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
@@ -218,12 +221,15 @@ async function expandInputs(items: string[]): Promise<string[]> {
 async function cmdPredict(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, device: { type: 'string' } },
+    options: {
+      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, device: { type: 'string' },
+      'max-image-pixels': { type: 'string' },
+    },
   });
   if (values.help) return out(HELP.predict), 0;
   if (positionals.length < 2) throw new UsageError('usage: inp-former predict <model> <images or folders...>');
   const files = await expandInputs(positionals.slice(1));
-  const model = await InpFormer.load(positionals[0], { device: values.device });
+  const model = await InpFormer.load(positionals[0], { device: values.device, maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels') });
   try {
     const results = await model.predict(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined });
     if (values.json) {
@@ -242,10 +248,13 @@ async function cmdPredict(args: string[]): Promise<number> {
 }
 
 async function cmdEvaluate(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' }, device: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { json: { type: 'boolean' }, help: { type: 'boolean' }, device: { type: 'string' }, 'max-image-pixels': { type: 'string' } },
+  });
   if (values.help) return out(HELP.evaluate), 0;
   if (positionals.length !== 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
-  const model = await InpFormer.load(positionals[0], { device: values.device });
+  const model = await InpFormer.load(positionals[0], { device: values.device, maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels') });
   try {
     const r = await model.evaluate(positionals[1]);
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;

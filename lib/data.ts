@@ -32,6 +32,7 @@ export interface DataOptions {
   seed: number;
   imageSize: number;
   cropSize: number;
+  maxImagePixels: number;
   skipBadImages: boolean;
   prefetchBatches: number;
   /** decodes in flight at once */
@@ -83,7 +84,7 @@ class ImageBatchSource implements BatchSource {
 
   private async decode(index: number): Promise<RgbImage | undefined> {
     try {
-      return await decodeImage(this.items[index], index);
+      return await decodeImage(this.items[index], index, this.o.maxImagePixels);
     } catch (err) {
       if (this.o.skipBadImages && err instanceof ImageDecodeError) {
         this.o.warn(`skipping ${err.message}`);

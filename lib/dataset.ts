@@ -5,8 +5,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { ImageDecodeError, InvalidArgumentError } from './errors';
-import { listImages } from './images';
+import { InvalidArgumentError } from './errors';
+import { listImages, readRegularFile, sharpFailure } from './images';
 
 export interface LabelledImage {
   file: string;
@@ -44,14 +44,16 @@ export async function readLabelledSet(dir: string): Promise<LabelledImage[]> {
   return out;
 }
 
-/** A mask as 0/1 bytes (any non-zero pixel is defect). */
-export async function readMask(file: string): Promise<{ data: Uint8Array; width: number; height: number }> {
+/** A mask as 0/1 bytes (any non-zero pixel is defect); over `maxPixels` refused from its header. */
+export async function readMask(file: string, maxPixels: number): Promise<{ data: Uint8Array; width: number; height: number }> {
+  const bytes = await readRegularFile(file);
   try {
-    const { data, info } = await sharp(file).removeAlpha().toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels }).removeAlpha().toColourspace('b-w').raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
     const out = new Uint8Array(info.width * info.height);
     for (let i = 0; i < out.length; i++) out[i] = data[i * info.channels] > 0 ? 1 : 0;
     return { data: out, width: info.width, height: info.height };
   } catch (err) {
-    throw new ImageDecodeError(file, `cannot decode mask: ${(err as Error).message}`, { cause: err });
+    throw sharpFailure(err, file, maxPixels, 'mask');
   }
 }

@@ -22,7 +22,7 @@ export interface ScoredSet {
   crop: number;
 }
 
-export async function attachMasks(set: Omit<ScoredSet, 'pixelLabels' | 'regions'>, resize: number): Promise<ScoredSet> {
+export async function attachMasks(set: Omit<ScoredSet, 'pixelLabels' | 'regions'>, resize: number, maxPixels: number): Promise<ScoredSet> {
   const { items, crop } = set;
   if (!items.some((i) => i.maskFile)) return set;
   const per = crop * crop;
@@ -32,7 +32,7 @@ export async function attachMasks(set: Omit<ScoredSet, 'pixelLabels' | 'regions'
   for (let k = 0; k < items.length; k++) {
     const item = items[k];
     if (!item.maskFile) continue;
-    const m = await readMask(item.maskFile);
+    const m = await readMask(item.maskFile, maxPixels);
     const cropped = maskToCrop(m.data, m.height, m.width, resize, crop);
     pixelLabels.set(cropped, k * per);
     const cc = connectedComponents(cropped, crop, crop);

@@ -75,7 +75,7 @@ function decodeBmp(buf: Buffer, what: string, maxPixels: number): RgbImage {
   const height = Math.abs(rawHeight);
   const stride = Math.ceil((width * bpp) / 32) * 4;
   if (width < 1 || height < 1 || offset + stride * height > buf.length) throw new ImageDecodeError(what, 'truncated BMP');
-  if (width * height > maxPixels) throw new ImageDecodeError(what, `${width}x${height} exceeds the limit of ${maxPixels} pixels`);
+  if (width * height > maxPixels) throw new ImageDecodeError(what, `${width}x${height} exceeds the limit of ${maxPixels} pixels (see maxImagePixels)`);
   const out = Buffer.alloc(width * height * 3);
   const bytes = bpp / 8;
   for (let y = 0; y < height; y++) {
@@ -92,7 +92,7 @@ function decodeBmp(buf: Buffer, what: string, maxPixels: number): RgbImage {
 }
 
 /** A regular file's bytes; devices, FIFOs and folders are refused before reading. */
-async function readRegularFile(file: string): Promise<Buffer> {
+export async function readRegularFile(file: string): Promise<Buffer> {
   const { fh } = await openRegularFile(file, (m, cause) => new ImageDecodeError(file, m, { cause }));
   try {
     return await fh.readFile();
@@ -120,10 +120,16 @@ export async function decodeImage(input: ImageInput, index?: number, maxPixels =
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data, width: info.width, height: info.height };
   } catch (err) {
-    const msg = (err as Error).message;
-    if (/exceeds pixel limit/.test(msg)) throw new ImageDecodeError(what, `larger than the limit of ${maxPixels} pixels (checked from its header; nothing was decoded)`, { cause: err });
-    throw new ImageDecodeError(what, `cannot decode image: ${msg}`, { cause: err });
+    throw sharpFailure(err, what, maxPixels, 'image');
   }
+}
+
+/** sharp's error for `what` as an ImageDecodeError; the pixel limit gets a message of its own. */
+export function sharpFailure(err: unknown, what: string, maxPixels: number, kind: 'image' | 'mask'): ImageDecodeError {
+  const msg = (err as Error).message;
+  if (/exceeds pixel limit/.test(msg))
+    return new ImageDecodeError(what, `larger than the limit of ${maxPixels} pixels (checked from its header; nothing was decoded; see maxImagePixels)`, { cause: err });
+  return new ImageDecodeError(what, `cannot decode ${kind}: ${msg}`, { cause: err });
 }
 
 /** Image files under `dir`, following symlinks (to files and folders) but never a cycle. */

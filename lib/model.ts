@@ -26,7 +26,7 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './
 import { normal, rng } from './random';
 import { FitSource } from './data';
 import { FitOptions, TrainingRun, runTraining } from './training';
-import { ImageInput, RgbImage, decodeImage } from './images';
+import { DEFAULT_MAX_IMAGE_PIXELS, ImageInput, RgbImage, decodeImage } from './images';
 import { MicroBatcher, mapToInput } from './predict';
 import { normalizeMap, normalizeScore } from './postprocess';
 import { writeHeatmap } from './heatmap';
@@ -74,6 +74,12 @@ export interface CreateOptions extends ArchitectureOptions {
    * (docs/benchmarks.md): there concurrent calls queue instead.
    */
   predictBatchSize?: number;
+  /**
+   * Largest image decoded, in pixels (width x height; default 64,000,000), checked from the
+   * file's header before any pixel memory is allocated. Decoding needs ~3 bytes a pixel, so
+   * this bounds the memory one image can take (docs/reliability.md).
+   */
+  maxImagePixels?: number;
 }
 
 export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
@@ -89,6 +95,7 @@ export interface ModelConfig {
   device: string;
   threads: number;
   predictBatchSize: number;
+  maxImagePixels: number;
   /** where the weights came from */
   source: { kind: InterpretedCheckpoint['kind'] | 'new'; path?: string; encoder: string };
 }
@@ -301,10 +308,12 @@ export class InpFormer {
     const precision = o.precision ?? 'float32';
     if (precision !== 'float32' && precision !== 'bfloat16') throw new InvalidArgumentError(`precision must be 'float32' or 'bfloat16'`);
     checkPositiveInt(o.predictBatchSize, 'predictBatchSize');
+    checkPositiveInt(o.maxImagePixels, 'maxImagePixels');
+    const maxImagePixels = o.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS;
     const threads = o.threads ?? native().runtime().defaultThreads;
     const device = o.device ?? 'cpu';
     const predictBatchSize = o.predictBatchSize ?? (device === 'cpu' ? 1 : 8);
-    return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, source };
+    return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, maxImagePixels, source };
   }
 
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {
@@ -405,6 +414,7 @@ export class InpFormer {
             native: this.#native,
             imageSize: this.#config.imageSize,
             cropSize: this.#config.cropSize,
+            maxImagePixels: this.#config.maxImagePixels,
             saveModel: (file, extra) => this.#saveUnchecked(file, extra),
           },
           source,
@@ -438,7 +448,7 @@ export class InpFormer {
 
   async #scoreImage(input: ImageInput, index: number): Promise<{ image: RgbImage; score: number; map: Float32Array }> {
     if (this.#disposed) throw new DisposedError();
-    const image = await decodeImage(input, index);
+    const image = await decodeImage(input, index, this.#config.maxImagePixels);
     const data = await native().preprocess([image], this.#config.imageSize, this.#config.cropSize);
     return { image, ...(await this.#batcherFor().submit(data)) };
   }
@@ -515,7 +525,7 @@ export class InpFormer {
         maps.set(r.map, (k + j) * c * c);
       });
     }
-    return attachMasks({ items, scores, maps, crop: c }, this.#config.imageSize);
+    return attachMasks({ items, scores, maps, crop: c }, this.#config.imageSize, this.#config.maxImagePixels);
   }
 
   /**

@@ -91,6 +91,7 @@ export interface TrainingContext {
   native: NativeModelInstance;
   imageSize: number;
   cropSize: number;
+  maxImagePixels: number;
   saveModel(file: string, extraMetadata?: Record<string, string>): Promise<void>;
 }
 
@@ -267,6 +268,7 @@ export async function runTraining(
     seed: o.seed,
     imageSize: ctx.imageSize,
     cropSize: ctx.cropSize,
+    maxImagePixels: ctx.maxImagePixels,
     skipBadImages: options.skipBadImages ?? false,
     prefetchBatches: positiveInt(options.prefetchBatches, 'prefetchBatches', 2),
     decodeConcurrency: 4,

@@ -178,6 +178,7 @@ test('numeric options are checked before anything runs: decimal, bounded, a fini
     [['--threads', '100000'], /--threads: expected a whole number from 1 to 256, got 100000/],
     [['--image-size', '100000'], /--image-size: expected a whole number from 14 to 4096/],
     [['--batch-size=-3'], /--batch-size: expected a whole number/],
+    [['--max-image-pixels', '0'], /--max-image-pixels: expected a whole number from 1 to 1000000000/],
   ];
   for (const [extra, message] of cases) {
     const r = cli(['fit', WEAVE, '--out', out, ...extra]);
@@ -185,6 +186,9 @@ test('numeric options are checked before anything runs: decimal, bounded, a fini
     t.regex(r.stderr, message);
   }
   t.false(fs.existsSync(out), 'nothing trained, nothing written');
+  const tooBig = cli(['predict', path.join(FIXTURE, 'inp_former.pth'), path.join(WEAVE, 'train', 'good'), '--max-image-pixels', '100']);
+  t.is(tooBig.code, 1);
+  t.regex(tooBig.stderr, /larger than the limit of 100 pixels/);
 });
 
 test('fit checks where it will write and read before training', (t) => {

@@ -47,6 +47,31 @@ test('an image over the pixel limit is refused from its header, before decoding'
   await t.throwsAsync(decodeImage(Buffer.concat([bmp, Buffer.alloc(side * side * 3 + side * 4)])), { instanceOf: ImageDecodeError, message: /exceeds the limit/ });
 });
 
+test('maxImagePixels is a public option: predict, fit and evaluate (masks too) refuse larger images', async (t) => {
+  const model = await InpFormer.create({ ...tiny, maxImagePixels: 1000 });
+  t.teardown(() => model.dispose());
+  t.is(model.config.maxImagePixels, 1000);
+  const good = fs.readdirSync(GOOD).map((f) => path.join(GOOD, f));
+  const err = await t.throwsAsync(model.predict(good[0]), { instanceOf: ImageDecodeError });
+  t.true(err.message.startsWith(good[0]));
+  t.regex(err.message, /larger than the limit of 1000 pixels .*maxImagePixels/);
+  await t.throwsAsync(model.fit(good.slice(0, 2), { epochs: 1, batchSize: 2 }), { instanceOf: ImageDecodeError, message: /limit of 1000 pixels/ });
+  // a category whose images fit but whose masks do not
+  const { width, height } = await sharp(good[0]).metadata();
+  const roomy = await InpFormer.create({ ...tiny, maxImagePixels: width * height });
+  t.teardown(() => roomy.dispose());
+  const cat = path.join(tmpdir(), 'category');
+  fs.mkdirSync(path.join(cat, 'test', 'good'), { recursive: true });
+  fs.mkdirSync(path.join(cat, 'test', 'hole'), { recursive: true });
+  fs.mkdirSync(path.join(cat, 'ground_truth', 'hole'), { recursive: true });
+  fs.copyFileSync(good[0], path.join(cat, 'test', 'good', '000.png'));
+  fs.copyFileSync(good[1], path.join(cat, 'test', 'hole', '000.png'));
+  const mask = path.join(cat, 'ground_truth', 'hole', '000_mask.png');
+  await sharp({ create: { width: width + 1, height, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toFile(mask);
+  await t.throwsAsync(roomy.evaluate(cat), { instanceOf: ImageDecodeError, message: new RegExp(`^${mask}: larger than the limit`) });
+  await t.throwsAsync(InpFormer.create({ ...tiny, maxImagePixels: 0 }), { instanceOf: InvalidArgumentError, message: /maxImagePixels/ });
+});
+
 test('null, undefined and non-8-bit raw pixels are InvalidArgumentErrors, not TypeErrors or garbage', async (t) => {
   const model = await InpFormer.create(tiny);
   const png = path.join(GOOD, fs.readdirSync(GOOD)[0]);
