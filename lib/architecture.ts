@@ -6,6 +6,7 @@
  * options override, and a mismatch is a CheckpointError naming the key and both shapes.
  */
 import { CheckpointError, InvalidArgumentError } from './errors';
+import { DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM } from './options';
 import { PyObject } from './checkpoint/pickle';
 import { CheckpointFile, collectModuleTensors, stateDictMetadata } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
@@ -176,10 +177,10 @@ export function inferNetworkConfig(
   const cfg: NetworkConfig = {
     encoder,
     targetLayers: options.targetLayers ?? recorded.targetLayers ?? defaultTargetLayers(encoder.depth),
-    fuseLayerEncoder: options.fuseLayerEncoder ?? recorded.fuseLayerEncoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
-    fuseLayerDecoder: options.fuseLayerDecoder ?? recorded.fuseLayerDecoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
+    fuseLayerEncoder: options.fuseLayerEncoder ?? recorded.fuseLayerEncoder ?? DEFAULT_FUSE_GROUPS,
+    fuseLayerDecoder: options.fuseLayerDecoder ?? recorded.fuseLayerDecoder ?? DEFAULT_FUSE_GROUPS,
     removeClassToken: options.removeClassToken ?? recorded.removeClassToken ?? true,
-    inpNum: proto?.shape[0] ?? options.inpNum ?? recorded.inpNum ?? 6,
+    inpNum: proto?.shape[0] ?? options.inpNum ?? recorded.inpNum ?? DEFAULT_INP_NUM,
     numHeads: heads ?? encoder.numHeads,
     decoderDepth: weights.size ? count(weights, 'decoder') || 8 : 8,
     extractorDepth: weights.size ? count(weights, 'aggregation') || 1 : 1,

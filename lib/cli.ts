@@ -8,17 +8,74 @@ import { promises as fs, constants as fsConstants } from 'node:fs';
 import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { InpFormer, CreateOptions, RandomEncoderSpec } from './model';
+import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model';
+import { FIT, RUNTIME } from './options';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
 import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './architecture';
 import { IMAGE_EXTENSIONS, listImages } from './images';
 import { DINOV2_WEIGHTS, cacheDir, downloadWeights } from './weights';
-import type { FitProgress } from './training';
+import type { FitOptions, FitProgress } from './training';
 import { doctor, formatDoctorReport } from './doctor';
 
 /** The small built-in encoder used when no DINOv2 weights are given (random, untrained). */
 export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };
+
+/**
+ * The CLI's option flags: each is an option of lib/options.ts, which owns its range, default and
+ * help. Checked before anything runs, so a typo never starts a 120 GB allocation
+ * (--image-size 100000), a run that never ends (--threads 100000) or a fit that saves NaN
+ * weights (--lr=1e308). Integers are decimal only (`0x10` is not 16).
+ */
+type Flag = { flag: string; schema: Record<string, { doc: string; fallback?: unknown; check: (v: unknown, n: string) => unknown }>; key: string; kind: 'integer' | 'number' | 'text' };
+const flag = (name: string, schema: Flag['schema'], key: string, kind: Flag['kind']): Flag => ({ flag: name, schema, key, kind });
+const RUNTIME_FLAGS = [
+  flag('device', RUNTIME, 'device', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),
+  flag('max-image-pixels', RUNTIME, 'maxImagePixels', 'integer'),
+];
+const FIT_FLAGS = [
+  flag('epochs', FIT, 'epochs', 'integer'), flag('batch-size', FIT, 'batchSize', 'integer'), flag('max-steps', FIT, 'maxSteps', 'integer'),
+  flag('warmup', FIT, 'warmupSteps', 'integer'), flag('lr', FIT, 'learningRate', 'number'), flag('seed', FIT, 'seed', 'integer'),
+  flag('image-size', RUNTIME, 'imageSize', 'integer'), flag('crop-size', RUNTIME, 'cropSize', 'integer'), ...RUNTIME_FLAGS,
+];
+
+function flagHelp(flags: Flag[]): string {
+  return flags
+    .map((f) => {
+      const rule = f.schema[f.key];
+      const left = `  --${f.flag} <${f.kind === 'text' ? 'x' : 'n'}>`.padEnd(28);
+      return `${left}${rule.doc}${rule.fallback !== undefined ? ` (default ${rule.fallback})` : ''}`;
+    })
+    .join('\n');
+}
+
+/** The parseArgs options of some flags. */
+const argOptions = (flags: Flag[]) => Object.fromEntries(flags.map((f) => [f.flag, { type: 'string' as const }]));
+
+/** A flag's value, parsed strictly and checked by its option's rule; undefined when not given. */
+function flagValue(values: Record<string, unknown>, f: Flag): unknown {
+  const raw = values[f.flag];
+  if (raw === undefined) return undefined;
+  const v = String(raw);
+  let parsed: unknown = v;
+  if (f.kind === 'integer' && /^\d+$/.test(v.trim())) parsed = Number(v);
+  if (f.kind === 'number' && v.trim() !== '' && Number.isFinite(Number(v))) parsed = Number(v);
+  try {
+    return f.schema[f.key].check(parsed, `--${f.flag}`);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** The values of `flags` as options: { epochs: 3, learningRate: 0.001, ... } (unset ones left out). */
+function optionsOf(values: Record<string, unknown>, flags: Flag[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const f of flags) {
+    const v = flagValue(values, f);
+    if (v !== undefined) out[f.key] = v;
+  }
+  return out;
+}
 
 const HELP: Record<string, string> = {
   main: `inp-former <command> [options]
@@ -34,21 +91,16 @@ Commands:
 Run inp-former <command> --help for its options.`,
   fit: `inp-former fit <dir> --out <model.pth> [options]
 
-  --encoder <file>       DINOv2 weights (.pth, .safetensors, TorchScript); default: the small
-                         built-in random encoder (for trying things out, not for real use)
-  --epochs <n>           default 200        --batch-size <n>   default 16
-  --max-steps <n>        stop early         --warmup <n>       default 100
-  --lr <x>               default 0.001      --seed <n>         default 0
-  --image-size <n>       default 448        --crop-size <n>    default 392
-  --validation <dir>     calibrate thresholds on a labelled folder after training
-  --checkpoint <file>    save model + training state every epoch
-  --resume <file>        continue from such a checkpoint
-  --device <d>           cpu | cuda | cuda:N | auto    --threads <n>
-  --max-image-pixels <n> largest image decoded (default 64000000), checked from its header
+  --encoder <file>          DINOv2 weights (.pth, .safetensors, TorchScript); default: the small
+                            built-in random encoder (for trying things out, not for real use)
+${flagHelp(FIT_FLAGS)}
+  --validation <dir>        calibrate thresholds on a labelled folder after training
+  --checkpoint <file>       save model + training state every epoch
+  --resume <file>           continue from such a checkpoint
 
 Ctrl-C stops after the current step and saves the model to --out.`,
-  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--max-image-pixels <n>]`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--max-image-pixels <n>]`,
+  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]\n\n${flagHelp(RUNTIME_FLAGS)}`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json]\n\n${flagHelp(RUNTIME_FLAGS)}`,
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
   doctor: `inp-former doctor [--json]    (exit code 1 when the native addon cannot load)`,
   weights: `inp-former weights download <name> [--dir <folder>]
@@ -69,34 +121,6 @@ function cmdDoctor(args: string[]): number {
 
 function out(s: string): void {
   process.stdout.write(s + '\n');
-}
-
-/**
- * Bounds of the numeric options, checked before anything runs: a typo must not start a
- * 120 GB allocation (--image-size 100000), a run that never ends (--threads 100000) or a fit
- * that saves NaN weights (--lr=1e308). Integers are decimal only (`0x10` is not 16).
- */
-const BOUNDS: Record<string, [min: number, max: number]> = {
-  'image-size': [14, 4096], 'crop-size': [14, 4096], threads: [1, 256], seed: [0, 2 ** 32 - 1],
-  epochs: [1, 1_000_000], 'batch-size': [1, 4096], 'max-steps': [1, 1e9], warmup: [0, 1e9],
-  'max-image-pixels': [1, 1e9],
-};
-
-function int(v: string | undefined, name: keyof typeof BOUNDS): number | undefined {
-  if (v === undefined) return undefined;
-  const [min, max] = BOUNDS[name];
-  if (!/^\d+$/.test(v.trim())) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}, got '${v}'`);
-  const n = Number(v);
-  if (n < min || n > max) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}, got ${v}`);
-  return n;
-}
-
-/** A learning rate: finite, above 0, at most 1. */
-function learningRate(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new UsageError(`--lr: expected a number above 0 and at most 1, got '${v}'`);
-  return n;
 }
 
 /**
@@ -139,24 +163,15 @@ async function cmdFit(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
     options: {
-      out: { type: 'string' }, encoder: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
-      'max-steps': { type: 'string' }, warmup: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' },
-      'image-size': { type: 'string' }, 'crop-size': { type: 'string' }, validation: { type: 'string' },
-      checkpoint: { type: 'string' }, resume: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
-      'max-image-pixels': { type: 'string' }, help: { type: 'boolean' },
+      out: { type: 'string' }, encoder: { type: 'string' }, validation: { type: 'string' }, checkpoint: { type: 'string' },
+      resume: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS),
     },
   });
   if (values.help) return out(HELP.fit), 0;
   if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
-  const create: CreateOptions = {
-    encoder: values.encoder ?? TINY_ENCODER,
-    imageSize: int(values['image-size'], 'image-size'),
-    cropSize: int(values['crop-size'], 'crop-size'),
-    device: values.device,
-    threads: int(values.threads, 'threads'),
-    seed: int(values.seed, 'seed'),
-    maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels'),
-  };
+  const given = optionsOf(values, FIT_FLAGS);
+  const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, threads, maxImagePixels } = given;
+  const create = { encoder: values.encoder ?? TINY_ENCODER, imageSize, cropSize, device, threads, seed, maxImagePixels } as CreateOptions;
   await checkFitPaths({ out: values.out, checkpoint: values.checkpoint, validation: values.validation, resume: values.resume });
   if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
   const model = await InpFormer.create(create);
@@ -172,9 +187,7 @@ async function cmdFit(args: string[]): Promise<number> {
   const tty = process.stderr.isTTY;
   try {
     const run = model.fit(positionals[0], {
-      epochs: int(values.epochs, 'epochs'), batchSize: int(values['batch-size'], 'batch-size'),
-      maxSteps: int(values['max-steps'], 'max-steps'), warmupSteps: int(values.warmup, 'warmup'),
-      learningRate: learningRate(values.lr), seed: int(values.seed, 'seed'), validation: values.validation,
+      ...({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed } as FitOptions), validation: values.validation,
       checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined, resumeFrom: values.resume,
       signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
     });
@@ -222,14 +235,13 @@ async function cmdPredict(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
     options: {
-      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, device: { type: 'string' },
-      'max-image-pixels': { type: 'string' },
+      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS),
     },
   });
   if (values.help) return out(HELP.predict), 0;
   if (positionals.length < 2) throw new UsageError('usage: inp-former predict <model> <images or folders...>');
   const files = await expandInputs(positionals.slice(1));
-  const model = await InpFormer.load(positionals[0], { device: values.device, maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels') });
+  const model = await InpFormer.load(positionals[0], optionsOf(values, RUNTIME_FLAGS) as LoadOptions);
   try {
     const results = await model.predict(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined });
     if (values.json) {
@@ -250,11 +262,11 @@ async function cmdPredict(args: string[]): Promise<number> {
 async function cmdEvaluate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { json: { type: 'boolean' }, help: { type: 'boolean' }, device: { type: 'string' }, 'max-image-pixels': { type: 'string' } },
+    options: { json: { type: 'boolean' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS) },
   });
   if (values.help) return out(HELP.evaluate), 0;
   if (positionals.length !== 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
-  const model = await InpFormer.load(positionals[0], { device: values.device, maxImagePixels: int(values['max-image-pixels'], 'max-image-pixels') });
+  const model = await InpFormer.load(positionals[0], optionsOf(values, RUNTIME_FLAGS) as LoadOptions);
   try {
     const r = await model.evaluate(positionals[1]);
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;

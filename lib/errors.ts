@@ -79,7 +79,33 @@ export class TrainingDivergedError extends InpFormerError {
   }
 }
 
-/** Turn an error from the native layer into its typed class (unknown ones stay InpFormerError). */
+/** An output file (a heatmap) could not be written; `file` names it, never the temp file. */
+export class FileWriteError extends InpFormerError {
+  readonly file: string;
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
+    super(`${file}: ${problem}`, 'ERR_INP_WRITE', options);
+    this.file = file;
+  }
+}
+
+/** Memory ran out in the native core (a batch or an image size too large for this machine). */
+export class OutOfMemoryError extends InpFormerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_INP_OUT_OF_MEMORY', options);
+  }
+}
+
+/**
+ * A failure inside libtorch or the native core that no input check foresaw: a bug to report
+ * (with `code` ERR_INP_TORCH for libtorch's own errors, ERR_INP_NATIVE otherwise).
+ */
+export class NativeError extends InpFormerError {
+  constructor(message: string, code: 'ERR_INP_TORCH' | 'ERR_INP_NATIVE', options?: { cause?: unknown }) {
+    super(message, code, options);
+  }
+}
+
+/** Turn an error from the native layer into its typed class; nothing comes back as the bare base class. */
 export function fromNativeError(err: unknown): InpFormerError {
   if (err instanceof InpFormerError) return err;
   const e = err as { message?: string; code?: string };
@@ -99,7 +125,12 @@ export function fromNativeError(err: unknown): InpFormerError {
       return new DeviceError(message);
     case 'ERR_INP_DIVERGED':
       return new TrainingDivergedError(message);
+    case 'ERR_INP_OUT_OF_MEMORY':
+      return new OutOfMemoryError(`${message} (try a smaller batch, image size or model)`, { cause: err });
+    case 'ERR_INP_TORCH':
+      return new NativeError(message, 'ERR_INP_TORCH', { cause: err });
     default:
-      return new InpFormerError(message, e?.code ?? 'ERR_INP_NATIVE', { cause: err });
+      // not from the native layer at all (a bug in lib/): keep its stack as the cause
+      return new NativeError(message, 'ERR_INP_NATIVE', { cause: err });
   }
 }

@@ -75,6 +75,26 @@ export async function removeMadeDirs(made: string[]): Promise<void> {
   for (const d of [...made].reverse()) await fs.rmdir(d).catch(() => undefined);
 }
 
+/**
+ * Write `file` atomically: `write` fills a temp file beside it, which is then renamed over it,
+ * so readers see the old file or the new one, never half of one. On failure the temp file is
+ * removed and `fail` gets a message about `file` itself (not the temp file the error came from).
+ */
+export async function writeAtomically(file: string, write: (tmp: string) => Promise<void>, fail: (message: string, cause: unknown) => Error): Promise<void> {
+  const st = await fs.stat(file).catch(() => undefined);
+  if (st?.isDirectory()) throw fail('cannot write: a folder of that name exists', undefined);
+  await removeStaleTempFiles(file);
+  const tmp = tempFileFor(file);
+  try {
+    await write(tmp);
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    throw fail(`cannot write: ${e.code ? `${e.code} (${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')})` : e.message}`, err);
+  }
+}
+
 /** The temp file a write of `file` goes through before its atomic rename: `.<name>.<pid>.<time>.tmp` beside it. */
 export function tempFileFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);

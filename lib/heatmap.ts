@@ -6,8 +6,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { RgbImage } from './images';
-import { InvalidArgumentError } from './errors';
-import { ensureDir, removeStaleTempFiles, tempFileFor } from './files';
+import { FileWriteError } from './errors';
+import { ensureDir, writeAtomically } from './files';
 
 // matplotlib's viridis sampled at 9 evenly spaced points (a perceptually uniform map).
 const VIRIDIS = [
@@ -59,14 +59,8 @@ export function renderHeatmap({ image, map, mask, alpha = 0.5 }: HeatmapInput): 
 export async function writeHeatmap(file: string, input: HeatmapInput): Promise<void> {
   const pixels = renderHeatmap(input);
   const dir = path.dirname(path.resolve(file));
-  await ensureDir(dir, (m, cause) => new InvalidArgumentError(`cannot write heatmap ${file}: ${m}`, { cause }));
-  await removeStaleTempFiles(file);
-  const tmp = tempFileFor(file);
-  try {
-    await sharp(pixels, { raw: { width: input.image.width, height: input.image.height, channels: 3 } }).png().toFile(tmp);
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
+  await ensureDir(dir, (m, cause) => new FileWriteError(file, m, { cause }));
+  // encoded in memory first, so that a failed write is the file system's error, with its code
+  const png = await sharp(pixels, { raw: { width: input.image.width, height: input.image.height, channels: 3 } }).png().toBuffer();
+  await writeAtomically(file, (tmp) => fs.writeFile(tmp, png), (message, cause) => new FileWriteError(file, message, { cause }));
 }

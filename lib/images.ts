@@ -8,7 +8,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { ImageDecodeError, InvalidArgumentError } from './errors';
+import { DEFAULT_MAX_IMAGE_PIXELS } from './options';
 import { openRegularFile } from './files';
+
+export { DEFAULT_MAX_IMAGE_PIXELS };
 
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp']);
 
@@ -29,12 +32,6 @@ export interface RawPixels {
 
 export type ImageInput = string | Buffer | RawPixels;
 
-/**
- * Largest image decoded, in pixels (width x height), checked from the header before any pixel
- * memory is allocated: 64 megapixels (e.g. 8000 x 8000) need ~200 MB as RGB while decoding; a
- * 12000 x 12000 PNG of 420 KB asked for 5.9 GB without it.
- */
-export const DEFAULT_MAX_IMAGE_PIXELS = 64_000_000;
 
 function describe(input: ImageInput, index?: number): string {
   if (typeof input === 'string') return input;

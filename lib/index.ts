@@ -23,5 +23,8 @@ export {
   DisposedError,
   DeviceError,
   TrainingDivergedError,
+  FileWriteError,
+  OutOfMemoryError,
+  NativeError,
 } from './errors';
 export { normalizeScore, normalizeMap } from './postprocess';

@@ -26,7 +26,10 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './
 import { normal, rng } from './random';
 import { FitSource } from './data';
 import { FitOptions, TrainingRun, runTraining } from './training';
-import { DEFAULT_MAX_IMAGE_PIXELS, ImageInput, RgbImage, decodeImage } from './images';
+import { ImageInput, RgbImage, decodeImage } from './images';
+import {
+  CREATE, DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM, FIT, INFER, LOAD, MAX_RANDOM_ENCODER_PARAMETERS, PREDICT, RANDOM_ENCODER, RUNTIME, Resolved, invalid, resolve, text,
+} from './options';
 import { MicroBatcher, mapToInput } from './predict';
 import { normalizeMap, normalizeScore } from './postprocess';
 import { writeHeatmap } from './heatmap';
@@ -144,8 +147,17 @@ function toNativeTensors(m: TensorMap): NativeTensor[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
 }
 
-function checkPositiveInt(v: unknown, name: string): void {
-  if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw new InvalidArgumentError(`${name} must be a positive integer`);
+/** The encoder a random-encoder spec describes; refused when larger than any DINOv2. */
+function randomEncoderSpec(r: Resolved<typeof RANDOM_ENCODER>): EncoderSpec {
+  if (r.embedDim % r.numHeads !== 0) throw invalid('encoder.numHeads', `a divisor of embedDim ${r.embedDim}`, r.numHeads);
+  const mlp = r.mlpHiddenDim ?? r.embedDim * 4;
+  const params = r.depth * (4 * r.embedDim ** 2 + 2 * r.embedDim * mlp) + (r.posGridSize ** 2 + 1 + r.numRegisterTokens) * r.embedDim;
+  if (params > MAX_RANDOM_ENCODER_PARAMETERS)
+    throw invalid('encoder', `a random encoder of at most ${MAX_RANDOM_ENCODER_PARAMETERS.toExponential(1)} parameters (DINOv2-g has 1.1e9)`, `${params.toExponential(2)} parameters`);
+  return {
+    embedDim: r.embedDim, depth: r.depth, numHeads: r.numHeads, numRegisterTokens: r.numRegisterTokens, patchSize: r.patchSize,
+    posGridSize: r.posGridSize, mlpHiddenDim: mlp, swiglu: false, lnEps: 1e-6, interpolateOffset: 0.1,
+  };
 }
 
 /** Random DINOv2-shaped weights (Meta names), reproducible from the spec's seed. */
@@ -218,44 +230,33 @@ export class InpFormer {
 
   /** A new model: encoder from DINOv2 weights (or a random-encoder spec), trainable part initialised as the reference does. */
   static async create(options: CreateOptions = {}): Promise<InpFormer> {
-    const enc = options.encoder;
-    if (enc === undefined) {
+    if (options?.encoder === undefined && options !== null && typeof options === 'object') {
       throw new InvalidArgumentError(
         "create() needs options.encoder: a DINOv2 weights file (e.g. 'dinov2_vitb14_reg4_pretrain.pth'), or a random-encoder spec { embedDim, depth, numHeads } for tests",
       );
     }
+    const o = resolve(CREATE, options, 'InpFormer.create()');
     let encWeights: TensorMap;
     let encoderSource: string;
     let spec: EncoderSpec;
-    if (typeof enc === 'string') {
-      const file = resolveEncoderName(enc) ?? enc;
+    if (typeof o.encoder === 'string') {
+      const file = resolveEncoderName(o.encoder) ?? o.encoder;
       encWeights = await readEncoderFile(file);
       encoderSource = file;
-      spec = inferEncoderSpec(encWeights, options.encoderHeads, file);
+      spec = inferEncoderSpec(encWeights, o.encoderHeads, file);
     } else {
-      for (const k of ['embedDim', 'depth', 'numHeads'] as const) checkPositiveInt(enc[k], `encoder.${k}`);
-      spec = {
-        embedDim: enc.embedDim,
-        depth: enc.depth,
-        numHeads: enc.numHeads,
-        numRegisterTokens: enc.numRegisterTokens ?? 0,
-        patchSize: enc.patchSize ?? 14,
-        posGridSize: enc.posGridSize ?? 37,
-        mlpHiddenDim: enc.mlpHiddenDim ?? enc.embedDim * 4,
-        swiglu: false,
-        lnEps: 1e-6,
-        interpolateOffset: 0.1,
-      };
-      encWeights = randomEncoderWeights(spec, enc.seed ?? 0);
-      encoderSource = `random encoder (seed ${enc.seed ?? 0}; untrained, for tests and demos only)`;
+      const r = resolve(RANDOM_ENCODER, o.encoder, 'InpFormer.create()', 'encoder.');
+      spec = randomEncoderSpec(r);
+      encWeights = randomEncoderWeights(spec, r.seed);
+      encoderSource = `random encoder (seed ${r.seed}; untrained, for tests and demos only)`;
     }
     const network: NetworkConfig = {
       encoder: spec,
-      targetLayers: options.targetLayers ?? defaultTargetLayers(spec.depth),
-      fuseLayerEncoder: options.fuseLayerEncoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
-      fuseLayerDecoder: options.fuseLayerDecoder ?? [[0, 1, 2, 3], [4, 5, 6, 7]],
-      removeClassToken: options.removeClassToken ?? true,
-      inpNum: options.inpNum ?? 6,
+      targetLayers: o.targetLayers ?? defaultTargetLayers(spec.depth),
+      fuseLayerEncoder: o.fuseLayerEncoder ?? DEFAULT_FUSE_GROUPS,
+      fuseLayerDecoder: o.fuseLayerDecoder ?? DEFAULT_FUSE_GROUPS,
+      removeClassToken: o.removeClassToken ?? true,
+      inpNum: o.inpNum ?? DEFAULT_INP_NUM,
       numHeads: spec.numHeads,
       decoderDepth: 8,
       extractorDepth: 1,
@@ -264,30 +265,29 @@ export class InpFormer {
       mlpBias: true,
       inpLnEps: 1e-8,
     };
-    const config = InpFormer.#runtimeConfig(network, options, { kind: 'new', encoder: encoderSource });
-    return InpFormer.#open(config, encWeights, true, options.seed ?? 0, undefined);
+    const config = InpFormer.#runtimeConfig(network, o, { kind: 'new', encoder: encoderSource });
+    return InpFormer.#open(config, encWeights, true, o.seed, undefined);
   }
 
   /** Load an upstream INP-Former .pth, an anomalib .ckpt, or a file saved by `save()`. */
   static async load(file: string, options: LoadOptions = {}): Promise<InpFormer> {
+    text(file, 'the file of InpFormer.load()');
+    resolve(LOAD, options, 'InpFormer.load()'); // checked before the file is read; resolved again with what it records
     const ck = interpretCheckpoint(await readCheckpointFile(file));
     if (ck.kind === 'encoder') {
       throw new CheckpointError("holds only encoder weights: use InpFormer.create({ encoder: file }) and fit()", file);
     }
+    const { imageSize, cropSize, precision } = ck.recorded;
+    const o = resolve(LOAD, options, 'InpFormer.load()', '', { imageSize, cropSize, precision });
     const weights = ck.weights;
     let encoderSource = file;
-    if (options.encoder) {
+    if (o.encoder) {
       for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
-      for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(options.encoder) ?? options.encoder))) weights.set(k, v);
-      encoderSource = options.encoder;
+      for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(o.encoder) ?? o.encoder))) weights.set(k, v);
+      encoderSource = o.encoder;
     }
-    const network = inferNetworkConfig(weights, ck.recorded, options, file);
-    const config = InpFormer.#runtimeConfig(
-      network,
-      { ...options, imageSize: options.imageSize ?? ck.recorded.imageSize, cropSize: options.cropSize ?? ck.recorded.cropSize,
-        precision: options.precision ?? (ck.recorded.precision as Precision | undefined) },
-      { kind: ck.kind, path: path.resolve(file), encoder: encoderSource },
-    );
+    const network = inferNetworkConfig(weights, ck.recorded, o, file);
+    const config = InpFormer.#runtimeConfig(network, o, { kind: ck.kind, path: path.resolve(file), encoder: encoderSource });
     try {
       return await InpFormer.#open(config, weights, false, 0, ck.thresholds);
     } catch (err) {
@@ -296,23 +296,16 @@ export class InpFormer {
     }
   }
 
-  static #runtimeConfig(network: NetworkConfig, o: CreateOptions | LoadOptions, source: ModelConfig['source']): ModelConfig {
-    checkPositiveInt(o.imageSize, 'imageSize');
-    checkPositiveInt(o.cropSize, 'cropSize');
-    checkPositiveInt(o.threads, 'threads');
-    const imageSize = o.imageSize ?? 448;
-    const cropSize = o.cropSize ?? 392;
+  static #runtimeConfig(network: NetworkConfig, o: Resolved<typeof RUNTIME>, source: ModelConfig['source']): ModelConfig {
+    const { imageSize, cropSize, precision, device, maxImagePixels } = o;
     if (cropSize > imageSize) throw new InvalidArgumentError(`cropSize ${cropSize} is larger than imageSize ${imageSize}`);
     if (cropSize % network.encoder.patchSize !== 0)
       throw new InvalidArgumentError(`cropSize ${cropSize} is not a multiple of the patch size ${network.encoder.patchSize}`);
-    const precision = o.precision ?? 'float32';
-    if (precision !== 'float32' && precision !== 'bfloat16') throw new InvalidArgumentError(`precision must be 'float32' or 'bfloat16'`);
-    checkPositiveInt(o.predictBatchSize, 'predictBatchSize');
-    checkPositiveInt(o.maxImagePixels, 'maxImagePixels');
-    const maxImagePixels = o.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS;
-    const threads = o.threads ?? native().runtime().defaultThreads;
-    const device = o.device ?? 'cpu';
-    const predictBatchSize = o.predictBatchSize ?? (device === 'cpu' ? 1 : 8);
+    const rt = native().runtime();
+    const threads = o.threads ?? rt.defaultThreads;
+    // batching pays on a GPU; on the CPU it was measured slower per image (docs/benchmarks.md)
+    const onCuda = device.startsWith('cuda') || (device === 'auto' && rt.cudaAvailable);
+    const predictBatchSize = o.predictBatchSize ?? (onCuda ? 8 : 1);
     return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, maxImagePixels, source };
   }
 
@@ -367,6 +360,12 @@ export class InpFormer {
    * Maps are H x W; with `features`, encoder/decoder group features, prototypes and the INP loss too.
    */
   inferTensor(data: Float32Array, shape: [number, number, number, number], options: { features?: boolean } = {}): Promise<InferTensorResult> {
+    let o: Resolved<typeof INFER>;
+    try {
+      o = resolve(INFER, options, 'inferTensor()');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!(data instanceof Float32Array)) return Promise.reject(new InvalidArgumentError('data must be a Float32Array'));
     if (!Array.isArray(shape) || shape.length !== 4 || shape[1] !== 3 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
       return Promise.reject(new InvalidArgumentError(`shape must be [B, 3, H, W], got ${JSON.stringify(shape)}`));
@@ -379,9 +378,9 @@ export class InpFormer {
       return Promise.reject(new InvalidArgumentError(`data has ${data.length} values, shape ${JSON.stringify(shape)} needs ${shape.reduce((a, b) => a * b, 1)}`));
     }
     return this.#track(async () => {
-      const r: NativeInferResult = await this.#native.infer(data, shape, options.features === true);
+      const r: NativeInferResult = await this.#native.infer(data, shape, o.features);
       const out: InferTensorResult = { scores: r.scores, anomalyMaps: r.anomalyMaps };
-      if (options.features) {
+      if (o.features) {
         out.encoderFeatures = r.encoderFeatures!.map(({ data, shape }) => ({ data, shape }));
         out.decoderFeatures = r.decoderFeatures!.map(({ data, shape }) => ({ data, shape }));
         out.prototypes = { data: r.prototypes!.data, shape: r.prototypes!.shape };
@@ -400,14 +399,15 @@ export class InpFormer {
    */
   fit(source: FitSource, options: FitOptions = {}): TrainingRun {
     const run = new TrainingRun(async (emit) => {
+      const o = resolve(FIT, options, 'fit()');
       const release = this.#takeExclusive('fit');
       // one signal for the user's abort and dispose()
       const abort = new AbortController();
-      const forward = () => abort.abort(options.signal?.reason);
-      if (options.signal?.aborted) forward();
-      options.signal?.addEventListener('abort', forward, { once: true });
+      const forward = () => abort.abort(o.signal?.reason);
       let summary;
       try {
+        if (o.signal?.aborted) forward();
+        o.signal?.addEventListener('abort', forward, { once: true });
         this.#fit = { abort, done: Promise.resolve() }; // fit() below replaces done with the run
         summary = await runTraining(
           {
@@ -418,15 +418,15 @@ export class InpFormer {
             saveModel: (file, extra) => this.#saveUnchecked(file, extra),
           },
           source,
-          { ...options, signal: abort.signal },
+          { ...o, signal: abort.signal },
           emit,
         );
       } finally {
-        options.signal?.removeEventListener('abort', forward);
+        o.signal?.removeEventListener('abort', forward);
         this.#fit = undefined;
         release();
       }
-      if (options.validation) return { ...summary, thresholds: await this.calibrate(options.validation, options.onWarning) };
+      if (o.validation) return { ...summary, thresholds: await this.calibrate(o.validation, o.onWarning) };
       return summary;
     });
     if (this.#fit) this.#fit.done = run.then(undefined, () => undefined);
@@ -461,20 +461,19 @@ export class InpFormer {
   predict(input: ImageInput, options?: PredictOptions): Promise<Prediction>;
   predict(inputs: ImageInput[], options?: PredictOptions): Promise<Prediction[]>;
   async predict(input: ImageInput | ImageInput[], options: PredictOptions = {}): Promise<Prediction | Prediction[]> {
-    if (options.mapSize !== undefined && options.mapSize !== 'input' && options.mapSize !== 'crop')
-      throw new InvalidArgumentError("mapSize must be 'input' or 'crop'");
+    const o = resolve(PREDICT, options, 'predict()');
     if (Array.isArray(input)) {
       return Promise.all(
         input.map((x, i) => {
           const name = typeof x === 'string' ? path.basename(x).replace(/\.[^.]+$/, '') : String(i);
-          return this.#predictOne(x, i, options.heatmap ? path.join(options.heatmap, `${name}.png`) : undefined, options);
+          return this.#predictOne(x, i, o.heatmap ? path.join(o.heatmap, `${name}.png`) : undefined, o);
         }),
       );
     }
-    return this.#predictOne(input, 0, options.heatmap, options);
+    return this.#predictOne(input, 0, o.heatmap, o);
   }
 
-  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: PredictOptions): Promise<Prediction> {
+  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Resolved<typeof PREDICT>): Promise<Prediction> {
     const { image, score, map } = await this.#scoreImage(input, index);
     const { cropSize: crop, imageSize: resize } = this.#config;
     const t = this.#thresholds;
@@ -569,6 +568,7 @@ export class InpFormer {
    * metadata, so InpFormer.load restores everything. Written atomically.
    */
   async save(file: string): Promise<void> {
+    text(file, 'the file of save()');
     return this.#track(() => this.#saveUnchecked(file), 'save');
   }
 

@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
+import type { NetworkConfig } from './architecture';
 import { NativeLoadError } from './errors';
 
 export interface NativeTensor {
@@ -52,12 +53,31 @@ export interface NativeOptimizerState {
   maxExpAvgSq: NativeTensor[];
 }
 
+/** What crosses into cpp/core/config.h's RuntimeOptions: every key required. */
+export interface NativeRuntimeOptions {
+  device: string;
+  precision: 'float32' | 'bfloat16';
+  /** intra-op threads of the model's native thread */
+  threads: number;
+}
+
+/** What crosses into cpp/core/trainer.h's TrainOptions: every key required. */
+export interface NativeTrainingOptions {
+  totalSteps: number;
+  warmupSteps: number;
+  learningRate: number;
+  finalLearningRate: number;
+  weightDecay: number;
+  gradClipNorm: number;
+}
+
 export interface NativeModelInstance {
-  load(config: object, runtime: object, weights: NativeTensor[] | null, seed: number, encoderOnly: boolean): Promise<void>;
+  /** `config` mirrors cpp/core/config.h's InpFormerConfig, every key required. */
+  load(config: NetworkConfig, runtime: NativeRuntimeOptions, weights: NativeTensor[] | null, seed: number, encoderOnly: boolean): Promise<void>;
   loadWeights(weights: NativeTensor[]): Promise<void>;
   infer(data: Float32Array, shape: number[], features: boolean): Promise<NativeInferResult>;
   stateDict(): Promise<NativeTensor[]>;
-  beginTraining(options: object): Promise<void>;
+  beginTraining(options: NativeTrainingOptions): Promise<void>;
   trainStep(data: Float32Array, shape: number[]): Promise<NativeStepStats>;
   optimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(state: NativeOptimizerState): Promise<void>;

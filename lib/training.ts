@@ -13,6 +13,7 @@ import { writeTorchFile } from './checkpoint/writer';
 import { BatchSource, FitSource, batchSource } from './data';
 import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from './errors';
 import { NativeModelInstance, NativeOptimizerState, NativeTensor } from './native';
+import { FIT, Resolved } from './options';
 
 export interface FitProgress {
   type: 'step' | 'epoch';
@@ -143,16 +144,10 @@ export class TrainingRun implements PromiseLike<FitSummary>, AsyncIterable<FitPr
   }
 }
 
-function positiveInt(v: unknown, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return v as number;
-}
-
-function nonNegative(v: unknown, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
-  return v;
+/** The options that decide a run's numbers, as the training state records them. */
+function recipeOf(o: Resolved<typeof FIT>): Record<string, number | boolean> {
+  const { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle } = o;
+  return { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle };
 }
 
 interface TrainingState {
@@ -233,7 +228,7 @@ async function loadTrainingState(file: string): Promise<{ state: TrainingState; 
 export async function runTraining(
   ctx: TrainingContext,
   source: FitSource,
-  options: FitOptions,
+  options: Resolved<typeof FIT>,
   emit: (e: FitProgress) => void,
 ): Promise<FitSummary> {
   const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
@@ -247,19 +242,9 @@ export async function runTraining(
       }
     }
   };
-  const o = {
-    epochs: positiveInt(options.epochs, 'epochs', 200),
-    batchSize: positiveInt(options.batchSize, 'batchSize', 16),
-    warmupSteps: options.warmupSteps === undefined ? 100 : Math.floor(nonNegative(options.warmupSteps, 'warmupSteps', 100)),
-    learningRate: nonNegative(options.learningRate, 'learningRate', 1e-3),
-    finalLearningRate: nonNegative(options.finalLearningRate, 'finalLearningRate', 1e-4),
-    weightDecay: nonNegative(options.weightDecay, 'weightDecay', 1e-4),
-    gradClipNorm: nonNegative(options.gradClipNorm, 'gradClipNorm', 0.1),
-    seed: options.seed === undefined ? 0 : Math.floor(nonNegative(options.seed, 'seed', 0)),
-    shuffle: options.shuffle ?? true,
-  };
-  const maxSteps = options.maxSteps === undefined ? undefined : positiveInt(options.maxSteps, 'maxSteps', 1);
-  const everyEpochs = positiveInt(options.checkpoint?.everyEpochs, 'checkpoint.everyEpochs', 1);
+  const o = options;
+  const maxSteps = o.maxSteps;
+  const everyEpochs = o.checkpoint?.everyEpochs ?? 1;
   if (options.signal?.aborted) throw new AbortError('training aborted before it started');
 
   const source_: BatchSource = await batchSource(source, {
@@ -269,8 +254,8 @@ export async function runTraining(
     imageSize: ctx.imageSize,
     cropSize: ctx.cropSize,
     maxImagePixels: ctx.maxImagePixels,
-    skipBadImages: options.skipBadImages ?? false,
-    prefetchBatches: positiveInt(options.prefetchBatches, 'prefetchBatches', 2),
+    skipBadImages: o.skipBadImages,
+    prefetchBatches: o.prefetchBatches,
     decodeConcurrency: 4,
     warn,
   });
@@ -287,7 +272,8 @@ export async function runTraining(
     epochsDone = resume.state.epochsDone;
   }
   try {
-    await ctx.native.beginTraining({ ...o, totalSteps });
+    const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;
+    await ctx.native.beginTraining({ totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm });
     if (resume) {
       await ctx.native.loadWeights(resume.weights);
       await ctx.native.setOptimizerState(resume.optimizer);
@@ -345,7 +331,7 @@ export async function runTraining(
     });
     const last = epochsDone >= o.epochs || step >= totalSteps;
     if (options.checkpoint && (epochsDone % everyEpochs === 0 || last)) {
-      await saveTrainingState(ctx, options.checkpoint.path, { epochsDone, totalSteps, options: o });
+      await saveTrainingState(ctx, options.checkpoint.path, { epochsDone, totalSteps, options: recipeOf(o) });
     }
   }
   const seconds = (performance.now() - started) / 1000;

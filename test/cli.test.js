@@ -172,13 +172,14 @@ test('weights download: progress, resume of a partial download, atomic rename (l
 test('numeric options are checked before anything runs: decimal, bounded, a finite learning rate', (t) => {
   const out = path.join(tmpdir(), 'never.pth');
   const cases = [
-    [['--epochs', '0x10'], /--epochs: expected a whole number from 1 to 1000000, got '0x10'/],
-    [['--lr=1e308'], /--lr: expected a number above 0 and at most 1, got '1e308'/],
-    [['--lr', 'NaN'], /--lr: expected a number above 0/],
-    [['--threads', '100000'], /--threads: expected a whole number from 1 to 256, got 100000/],
-    [['--image-size', '100000'], /--image-size: expected a whole number from 14 to 4096/],
-    [['--batch-size=-3'], /--batch-size: expected a whole number/],
-    [['--max-image-pixels', '0'], /--max-image-pixels: expected a whole number from 1 to 1000000000/],
+    [['--epochs', '0x10'], /expected an integer from 1 to 1000000 for --epochs, got '0x10'/],
+    [['--lr=1e308'], /expected a number above 0 and at most 1 for --lr, got 1e\+308/],
+    [['--lr', 'NaN'], /expected a number above 0 and at most 1 for --lr, got 'NaN'/],
+    [['--threads', '100000'], /expected an integer from 1 to 1024 for --threads, got 100000/],
+    [['--image-size', '100000'], /expected an integer from 1 to 4096 for --image-size/],
+    [['--batch-size=-3'], /expected an integer from 1 to 4096 for --batch-size, got '-3'/],
+    [['--max-image-pixels', '0'], /expected an integer from 1 to 10000000000 for --max-image-pixels, got 0/],
+    [['--device', 'tpu'], /expected 'cpu', 'cuda', 'cuda:N' or 'auto' for --device, got 'tpu'/],
   ];
   for (const [extra, message] of cases) {
     const r = cli(['fit', WEAVE, '--out', out, ...extra]);

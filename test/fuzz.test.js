@@ -13,5 +13,6 @@ test('fuzzed checkpoints and images: typed errors only, and torch.load agrees wh
   t.is(r.counts.total, 400);
   t.true(r.counts.loaded > 20 && r.counts.typedErrors > 100, 'the generators produce both loadable and broken files');
   t.true(r.counts.torchAgrees > 10, 'torch.load was compared on real cases');
+  t.true(r.counts.byKind.torchscript.torchAgrees > 5, 'torch.jit.load too');
   fs.rmSync(r.dir, { recursive: true, force: true });
 });

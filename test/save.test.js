@@ -91,3 +91,30 @@ test('a full disk is a CheckpointError naming the target; no temp file and no ne
     execFileSync('umount', [disk]);
   }
 });
+
+test('a read-only target is an error naming the target, for checkpoints and heatmaps; the old files are kept', async (t) => {
+  const { CheckpointError, FileWriteError } = require('..');
+  if (process.getuid() !== 0) return t.log('skipped: a read-only mount needs root (CI runs as root; root ignores file modes)');
+  const disk = tmpdir();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk]);
+  try {
+    const model = await InpFormer.create({ encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 });
+    t.teardown(() => model.dispose());
+    const target = path.join(disk, 'model.pth');
+    fs.writeFileSync(target, 'previous');
+    execFileSync('mount', ['-o', 'remount,ro', disk]);
+    const err = await t.throwsAsync(model.save(target), { instanceOf: CheckpointError });
+    t.true(err.message.startsWith(`${target}: cannot write: EROFS`), err.message);
+    const inNewFolder = path.join(disk, 'sub', 'model.pth');
+    const err2 = await t.throwsAsync(model.save(inNewFolder), { instanceOf: Error });
+    t.true(err2.message.includes(inNewFolder) && /EROFS|read-only/.test(err2.message), err2.message);
+    const heatmap = path.join(disk, 'map.png');
+    const img = { data: new Uint8Array(64 * 64 * 3), width: 64, height: 64, channels: 3 };
+    const err3 = await t.throwsAsync(model.predict(img, { heatmap }), { instanceOf: FileWriteError });
+    t.true(err3.message.startsWith(`${heatmap}: cannot write: EROFS`), err3.message);
+    t.deepEqual(fs.readdirSync(disk), ['model.pth']);
+    t.is(fs.readFileSync(target, 'utf8'), 'previous', 'the old file is untouched');
+  } finally {
+    execFileSync('umount', [disk]);
+  }
+});

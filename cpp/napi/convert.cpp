@@ -1,5 +1,5 @@
-// convert.cpp - JS <-> core conversions. Validation of user options happens in lib/ (TS);
-// here every read is still checked, so a malformed call throws a TypeError, never crashes.
+// convert.cpp - JS <-> core conversions. User options are validated and completed in
+// lib/options.ts; here every read is still checked, so a malformed call is a typed error, never a crash.
 #include "convert.h"
 
 #include <cstring>
@@ -13,27 +13,34 @@ namespace {
 
 Napi::Value get(const Napi::Object& o, const char* key) { return o.Get(key); }
 
-double number(const Napi::Object& o, const char* key, double fallback) {
+// Every key is required: lib/ resolves each option to a complete record (lib/options.ts owns
+// the defaults), so a missing key here is a bug on the JS side, never a silent default.
+Napi::Value required(const Napi::Object& o, const char* key) {
   auto v = get(o, key);
-  if (v.IsUndefined()) return fallback;
+  if (v.IsUndefined()) typeError(std::string("native boundary: missing key '") + key + "'");
+  return v;
+}
+
+double number(const Napi::Object& o, const char* key) {
+  auto v = required(o, key);
   if (!v.IsNumber()) typeError(std::string(key) + " must be a number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
-int64_t integer(const Napi::Object& o, const char* key, int64_t fallback) {
-  return static_cast<int64_t>(number(o, key, static_cast<double>(fallback)));
+int64_t integer(const Napi::Object& o, const char* key) {
+  double d = number(o, key);
+  if (d != static_cast<double>(static_cast<int64_t>(d))) typeError(std::string(key) + " must be an integer");
+  return static_cast<int64_t>(d);
 }
 
-bool boolean(const Napi::Object& o, const char* key, bool fallback) {
-  auto v = get(o, key);
-  if (v.IsUndefined()) return fallback;
+bool boolean(const Napi::Object& o, const char* key) {
+  auto v = required(o, key);
   if (!v.IsBoolean()) typeError(std::string(key) + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
-std::string string(const Napi::Object& o, const char* key, const std::string& fallback) {
-  auto v = get(o, key);
-  if (v.IsUndefined()) return fallback;
+std::string string(const Napi::Object& o, const char* key) {
+  auto v = required(o, key);
   if (!v.IsString()) typeError(std::string(key) + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
@@ -50,10 +57,8 @@ std::vector<int64_t> intList(const Napi::Value& v, const std::string& what) {
   return out;
 }
 
-std::vector<std::vector<int64_t>> groups(const Napi::Object& o, const char* key,
-                                         std::vector<std::vector<int64_t>> fallback) {
-  auto v = get(o, key);
-  if (v.IsUndefined()) return fallback;
+std::vector<std::vector<int64_t>> groups(const Napi::Object& o, const char* key) {
+  auto v = required(o, key);
   if (!v.IsArray()) typeError(std::string(key) + " must be an array of arrays");
   auto a = v.As<Napi::Array>();
   std::vector<std::vector<int64_t>> out;
@@ -100,7 +105,7 @@ std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list)
     auto item = list.Get(i);
     if (!item.IsObject()) typeError("weights must be objects { name, data, shape }");
     auto o = item.As<Napi::Object>();
-    auto name = string(o, "name", "");
+    auto name = string(o, "name");
     if (name.empty()) typeError("a weight has no name");
     out[name] = tensorFromJs(o.Get("data"), o.Get("shape"), "weight '" + name + "'");
   }
@@ -109,52 +114,50 @@ std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list)
 
 InpFormerConfig configFromJs(const Napi::Object& o) {
   InpFormerConfig c;
-  auto encV = get(o, "encoder");
+  auto encV = required(o, "encoder");
   if (!encV.IsObject()) typeError("config.encoder must be an object");
   auto e = encV.As<Napi::Object>();
-  c.encoder.embedDim = integer(e, "embedDim", c.encoder.embedDim);
-  c.encoder.depth = integer(e, "depth", c.encoder.depth);
-  c.encoder.numHeads = integer(e, "numHeads", c.encoder.numHeads);
-  c.encoder.numRegisterTokens = integer(e, "numRegisterTokens", c.encoder.numRegisterTokens);
-  c.encoder.patchSize = integer(e, "patchSize", c.encoder.patchSize);
-  c.encoder.posGridSize = integer(e, "posGridSize", c.encoder.posGridSize);
-  c.encoder.mlpHiddenDim = integer(e, "mlpHiddenDim", c.encoder.embedDim * 4);
-  c.encoder.swiglu = boolean(e, "swiglu", false);
-  c.encoder.lnEps = number(e, "lnEps", c.encoder.lnEps);
-  c.encoder.interpolateOffset = number(e, "interpolateOffset", c.encoder.interpolateOffset);
-  auto tl = get(o, "targetLayers");
-  if (!tl.IsUndefined()) c.targetLayers = intList(tl, "targetLayers");
-  c.fuseLayerEncoder = groups(o, "fuseLayerEncoder", c.fuseLayerEncoder);
-  c.fuseLayerDecoder = groups(o, "fuseLayerDecoder", c.fuseLayerDecoder);
-  c.removeClassToken = boolean(o, "removeClassToken", c.removeClassToken);
-  c.inpNum = integer(o, "inpNum", c.inpNum);
-  c.numHeads = integer(o, "numHeads", c.encoder.numHeads);
-  c.decoderDepth = integer(o, "decoderDepth", c.decoderDepth);
-  c.extractorDepth = integer(o, "extractorDepth", c.extractorDepth);
-  c.inpLnEps = number(o, "inpLnEps", c.inpLnEps);
-  c.mlpRatio = number(o, "mlpRatio", c.mlpRatio);
-  c.qkvBias = boolean(o, "qkvBias", c.qkvBias);
-  c.mlpBias = boolean(o, "mlpBias", c.mlpBias);
+  c.encoder.embedDim = integer(e, "embedDim");
+  c.encoder.depth = integer(e, "depth");
+  c.encoder.numHeads = integer(e, "numHeads");
+  c.encoder.numRegisterTokens = integer(e, "numRegisterTokens");
+  c.encoder.patchSize = integer(e, "patchSize");
+  c.encoder.posGridSize = integer(e, "posGridSize");
+  c.encoder.mlpHiddenDim = integer(e, "mlpHiddenDim");
+  c.encoder.swiglu = boolean(e, "swiglu");
+  c.encoder.lnEps = number(e, "lnEps");
+  c.encoder.interpolateOffset = number(e, "interpolateOffset");
+  c.targetLayers = intList(required(o, "targetLayers"), "targetLayers");
+  c.fuseLayerEncoder = groups(o, "fuseLayerEncoder");
+  c.fuseLayerDecoder = groups(o, "fuseLayerDecoder");
+  c.removeClassToken = boolean(o, "removeClassToken");
+  c.inpNum = integer(o, "inpNum");
+  c.numHeads = integer(o, "numHeads");
+  c.decoderDepth = integer(o, "decoderDepth");
+  c.extractorDepth = integer(o, "extractorDepth");
+  c.inpLnEps = number(o, "inpLnEps");
+  c.mlpRatio = number(o, "mlpRatio");
+  c.qkvBias = boolean(o, "qkvBias");
+  c.mlpBias = boolean(o, "mlpBias");
   return c;
 }
 
 RuntimeOptions runtimeFromJs(const Napi::Object& o) {
   RuntimeOptions r;
-  r.device = string(o, "device", r.device);
-  r.precision = string(o, "precision", r.precision);
-  r.threads = static_cast<int>(integer(o, "threads", 0));
+  r.device = string(o, "device");
+  r.precision = string(o, "precision");
+  r.threads = static_cast<int>(integer(o, "threads"));
   return r;
 }
 
 TrainOptions trainOptionsFromJs(const Napi::Object& o) {
-  TrainOptions t;
-  t.totalSteps = integer(o, "totalSteps", t.totalSteps);
-  t.warmupSteps = integer(o, "warmupSteps", t.warmupSteps);
-  t.learningRate = number(o, "learningRate", t.learningRate);
-  t.finalLearningRate = number(o, "finalLearningRate", t.finalLearningRate);
-  t.weightDecay = number(o, "weightDecay", t.weightDecay);
-  t.gradClipNorm = number(o, "gradClipNorm", t.gradClipNorm);
-  t.inpLossWeight = number(o, "inpLossWeight", t.inpLossWeight);
+  TrainOptions t;  // inpLossWeight and softMiningPower are the recipe's, not options
+  t.totalSteps = integer(o, "totalSteps");
+  t.warmupSteps = integer(o, "warmupSteps");
+  t.learningRate = number(o, "learningRate");
+  t.finalLearningRate = number(o, "finalLearningRate");
+  t.weightDecay = number(o, "weightDecay");
+  t.gradClipNorm = number(o, "gradClipNorm");
   return t;
 }
 

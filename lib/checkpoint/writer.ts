@@ -6,10 +6,10 @@
  * load_state_dict only consults by module name), so the keys are exactly the model's.
  * The file is written to a temporary name and renamed: a crash leaves no partial checkpoint.
  */
-import { createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as path from 'node:path';
 import * as yazl from 'yazl';
-import { removeStaleTempFiles, tempFileFor } from '../files';
+import { writeAtomically } from '../files';
 import { CheckpointError } from '../errors';
 import { HostTensor } from './tensor';
 
@@ -197,21 +197,16 @@ export async function writeTorchFile(
   });
   zip.addBuffer(Buffer.from('3\n'), `${stem}/version`, opts);
   zip.end();
-  await removeStaleTempFiles(file);
-  const tmp = tempFileFor(file);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const out = createWriteStream(tmp);
-      out.on('error', reject);
-      zip.outputStream.on('error', reject);
-      out.on('close', () => resolve());
-      zip.outputStream.pipe(out);
-    });
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    // name the file asked for, not the temp file the error came from
-    const e = err as NodeJS.ErrnoException;
-    throw new CheckpointError(`cannot write: ${e.code ? `${e.code} (${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')})` : e.message}`, file, { cause: err });
-  }
+  await writeAtomically(
+    file,
+    (tmp) =>
+      new Promise<void>((resolve, reject) => {
+        const out = createWriteStream(tmp);
+        out.on('error', reject);
+        zip.outputStream.on('error', reject);
+        out.on('close', () => resolve());
+        zip.outputStream.pipe(out);
+      }),
+    (message, cause) => new CheckpointError(message, file, { cause }),
+  );
 }

@@ -1,5 +1,5 @@
 // Seeded fuzzing of the file readers: torch.save zips (crafted pickles and damaged bytes),
-// safetensors (mutated headers and bytes) and images (damaged PNG and BMP bytes, hostile BMP
+// TorchScript archives (damaged, dropped, duplicated and renamed records), safetensors (mutated headers and bytes) and images (damaged PNG and BMP bytes, hostile BMP
 // headers). Every case must either load or fail with the reader's typed error; a case that
 // loads is handed to torch's own reader (python3), and where torch loads it too, the values
 // must agree. Used by test/fuzz.test.js (bounded) and by the long mode:
@@ -12,7 +12,8 @@ const { execFileSync } = require('node:child_process');
 const yazl = require('yazl');
 const { rng } = require('../../dist/random');
 const { statePickleOf } = require('../../dist/checkpoint/writer');
-const { readCheckpointFile } = require('../../dist/checkpoint/reader');
+const { readCheckpointFile, collectModuleTensors } = require('../../dist/checkpoint/reader');
+const { ZipArchive } = require('../../dist/checkpoint/zip');
 const { decodeImage } = require('../../dist/images');
 const { CheckpointError, ImageDecodeError, InvalidArgumentError } = require('../..');
 
@@ -59,6 +60,47 @@ async function torchCase(next) {
     for (let k = 0; k < 1 + next() * 8; k++) bytes[Math.floor(next() * bytes.length)] = Math.floor(next() * 256);
   }
   return { kind: 'torch', ext: '.pth', bytes };
+}
+
+/** The records of test/fuzz/tiny.torchscript.pt (made by make-torchscript.py), in order. */
+async function torchScriptBase() {
+  const zip = await ZipArchive.open(path.join(__dirname, 'tiny.torchscript.pt'));
+  try {
+    const records = [];
+    for (const name of zip.names()) records.push([name, await zip.read(name)]);
+    return records;
+  } finally {
+    zip.close();
+  }
+}
+
+/**
+ * A TorchScript archive made from the seed archive: records damaged, dropped, truncated,
+ * duplicated or renamed, pickles with flipped bytes, or the whole file cut or flipped.
+ */
+async function torchScriptCase(next, base) {
+  const pick = (xs) => xs[Math.floor(next() * xs.length)];
+  const records = base.map(([name, buf]) => [name, Buffer.from(buf), next() < 0.3]);
+  const victim = pick(records);
+  const what = next();
+  const flip = (buf, times) => {
+    for (let k = 0; k < times; k++) if (buf.length) buf[Math.floor(next() * buf.length)] = Math.floor(next() * 256) & 0x3f; // no NaN/Inf patterns
+  };
+  if (what < 0.2) flip(records.find(([n]) => n.endsWith('/data.pkl'))[1], 1 + next() * 4);
+  else if (what < 0.35) flip(pick(records.filter(([n]) => /\/data\/\d+$/.test(n)))[1], 1 + next() * 4);
+  else if (what < 0.45) records.splice(records.indexOf(victim), 1);
+  else if (what < 0.55) victim[1] = victim[1].subarray(0, Math.floor(next() * victim[1].length));
+  else if (what < 0.6) records.push([victim[0], Buffer.from(victim[1]).reverse(), false]); // a second record of the same name
+  else if (what < 0.65) victim[0] = victim[0].replace(/[^/]+$/, pick(['x', '0', '00', 'data.pkl']));
+  else if (what < 0.75) flip(records.find(([n]) => n.endsWith('/constants.pkl'))[1], 1 + next() * 2);
+  let bytes = await zipBytes(records);
+  const whole = next();
+  if (whole < 0.1) bytes = bytes.subarray(0, Math.floor(next() * bytes.length));
+  else if (whole < 0.2) {
+    bytes = Buffer.from(bytes);
+    for (let k = 0; k < 1 + next() * 8; k++) bytes[Math.floor(next() * bytes.length)] = Math.floor(next() * 256);
+  }
+  return { kind: 'torchscript', ext: '.torchscript', bytes };
 }
 
 const ST_DTYPES = { F32: 4, F16: 2, I64: 8, U8: 1, BOOL: 1, F8: 1 };
@@ -129,28 +171,39 @@ async function imageBase() {
   return { png, bmp };
 }
 
-/** Values of a loaded checkpoint as { name: [numbers] } (float32), for the torch comparison. */
-function valuesOf(root) {
+/** Values of a loaded checkpoint as { name: [numbers] } (float32, names sorted), for the torch comparison. */
+function valuesOf(file) {
   const out = {};
-  if (root instanceof Map) for (const [k, v] of root) if (v && typeof v.toFloat32 === 'function') out[k] = [...v.toFloat32()];
+  const tensors = file.format === 'torchscript' ? collectModuleTensors(file.root) : file.root instanceof Map ? file.root : new Map();
+  for (const k of [...tensors.keys()].sort()) {
+    const v = tensors.get(k);
+    if (v && typeof v.toFloat32 === 'function') out[k] = [...v.toFloat32()];
+  }
   return out;
 }
 
-/** torch's verdict on each .pth file: null when it refuses (or crashes), else { name: [values] }. */
+/**
+ * torch's verdict on each file (.pth: torch.load, .torchscript: torch.jit.load): null when it
+ * refuses, crashes or takes over 30 s, else { name: [values] } with names sorted.
+ */
 function torchLoads(files) {
   // One forked child per file: torch 1.13 itself crashes (SIGSEGV) or allocates without bound
   // on some crafted files, which must not take the other verdicts with it.
   const script = [
-    'import json, os, resource, sys, torch',
+    'import json, os, resource, signal, sys, torch',
     'def verdict(f):',
     '    r, w = os.pipe()',
     '    pid = os.fork()',
     '    if pid == 0:',
     '        os.close(r)',
     '        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))',
+    '        signal.alarm(30)',
     '        try:',
-    '            sd = torch.load(f, map_location="cpu", weights_only=True)',
-    '            res = {k: v.float().flatten().tolist() for k, v in sd.items() if torch.is_tensor(v)}',
+    '            if f.endswith(".torchscript"):',
+    '                sd = torch.jit.load(f, map_location="cpu").state_dict()',
+    '            else:',
+    '                sd = torch.load(f, map_location="cpu", weights_only=True)',
+    '            res = {k: sd[k].float().flatten().tolist() for k in sorted(sd) if torch.is_tensor(sd[k])}',
     '        except BaseException:',
     '            res = None',
     '        os.write(w, json.dumps(res).encode())',
@@ -176,7 +229,8 @@ function torchLoads(files) {
 async function runFuzz({ cases = 300, seed = 1, torch = true, slowMs = 2000 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inp-former-fuzz-'));
   const base = await imageBase();
-  const counts = { total: 0, loaded: 0, typedErrors: 0, torchAgrees: 0, torchRefusesWeLoad: 0, weRefuseTorchLoads: 0 };
+  const scriptBase = await torchScriptBase();
+  const counts = { total: 0, loaded: 0, typedErrors: 0, torchAgrees: 0, torchRefusesWeLoad: 0, weRefuseTorchLoads: 0, byKind: {} };
   const failures = [];
   const loadedByUs = new Map();
   const refusedByUs = new Set();
@@ -184,14 +238,17 @@ async function runFuzz({ cases = 300, seed = 1, torch = true, slowMs = 2000 } = 
   for (let i = 0; i < cases; i++) {
     const next = rng(seed * 1_000_003 + i);
     const r = next();
-    const c = r < 0.45 ? await torchCase(next) : r < 0.75 ? safetensorsCase(next) : await imageCase(next, base);
+    const c = r < 0.35 ? await torchCase(next) : r < 0.5 ? await torchScriptCase(next, scriptBase) : r < 0.75 ? safetensorsCase(next) : await imageCase(next, base);
     const file = path.join(dir, `case-${i}${c.ext}`);
+    const kind = (counts.byKind[c.kind] ??= { cases: 0, loaded: 0, torchAgrees: 0 });
+    kind.cases++;
     fs.writeFileSync(file, c.bytes);
     const t0 = performance.now();
     try {
       if (c.kind === 'image') await decodeImage(file);
-      else loadedByUs.set(file, valuesOf((await readCheckpointFile(file)).root));
+      else loadedByUs.set(file, valuesOf(await readCheckpointFile(file)));
       counts.loaded++;
+      kind.loaded++;
     } catch (err) {
       const typed = err instanceof CheckpointError || err instanceof ImageDecodeError || err instanceof InvalidArgumentError;
       if (typed && String(err.message).includes(file)) {
@@ -205,14 +262,17 @@ async function runFuzz({ cases = 300, seed = 1, torch = true, slowMs = 2000 } = 
     counts.total++;
   }
   if (torch) {
-    const checked = [...loadedByUs.keys(), ...refusedByUs].filter((f) => f.endsWith('.pth'));
+    const checked = [...loadedByUs.keys(), ...refusedByUs].filter((f) => f.endsWith('.pth') || f.endsWith('.torchscript'));
     const verdicts = checked.length ? torchLoads(checked) : {};
     for (const f of checked) {
       const theirs = verdicts[f];
       if (loadedByUs.has(f)) {
         if (theirs === null) counts.torchRefusesWeLoad++;
-        else if (JSON.stringify(theirs) === JSON.stringify(loadedByUs.get(f))) counts.torchAgrees++;
-        else failures.push({ file: f, kind: 'torch', problem: 'loads differently from torch.load' });
+        else if (JSON.stringify(theirs) === JSON.stringify(loadedByUs.get(f))) {
+          counts.torchAgrees++;
+          counts.byKind[f.endsWith('.pth') ? 'torch' : 'torchscript'].torchAgrees++;
+        }
+        else failures.push({ file: f, kind: path.extname(f).slice(1), problem: 'loads differently from torch' });
       } else if (theirs !== null) counts.weRefuseTorchLoads++;
     }
   }

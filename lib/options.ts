@@ -1,0 +1,273 @@
+/**
+ * The one owner of every user-facing option: its type, range, default and help text.
+ * create(), load(), fit(), predict(), inferTensor() and the CLI resolve their options here, and
+ * nothing else holds a default or a range. Unknown option names are refused (naming the closest
+ * known one), and every refusal has one shape, as sharp's: "expected <what> for <name>, got <value>".
+ * Ranges are what the package can honour: beyond them a typo becomes a 100 GB allocation or a
+ * run that never ends.
+ */
+import { InvalidArgumentError } from './errors';
+
+/** A value as a message shows it: strings quoted, objects by their class. */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return `'${v.length > 80 ? v.slice(0, 77) + '...' : v}'`;
+  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return v.length <= 8 ? JSON.stringify(v) ?? 'an array' : `an array of ${v.length}`;
+  return `a${/^[AEIOU]/.test((v as object).constructor?.name ?? 'O') ? 'n' : ''} ${(v as object).constructor?.name ?? 'object'}`;
+}
+
+/** The one error shape for a bad option. */
+export function invalid(name: string, expected: string, got: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(`expected ${expected} for ${name}, got ${show(got)}`);
+}
+
+type Check<T> = (v: unknown, name: string) => T;
+
+export const integer = (min: number, max: number): Check<number> => (v, name) => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw invalid(name, `an integer from ${min} to ${max}`, v);
+  return v;
+};
+
+/** A finite number in [min, max], or in (min, max] with `aboveMin`. */
+export const number = (min: number, max: number, aboveMin = false): Check<number> => (v, name) => {
+  const low = aboveMin ? (v as number) <= min : (v as number) < min;
+  if (typeof v !== 'number' || !Number.isFinite(v) || low || v > max) throw invalid(name, `a number ${aboveMin ? 'above' : 'from'} ${min} ${aboveMin ? 'and at most' : 'to'} ${max}`, v);
+  return v;
+};
+
+export const boolean: Check<boolean> = (v, name) => {
+  if (typeof v !== 'boolean') throw invalid(name, 'true or false', v);
+  return v;
+};
+
+export const text: Check<string> = (v, name) => {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalid(name, 'a non-empty string', v);
+  return v;
+};
+
+export const oneOf = <T extends string>(...values: T[]): Check<T> => (v, name) => {
+  if (!values.includes(v as T)) throw invalid(name, `one of ${values.map((x) => `'${x}'`).join(', ')}`, v);
+  return v as T;
+};
+
+export const matching = (pattern: RegExp, what: string): Check<string> => (v, name) => {
+  if (typeof v !== 'string' || !pattern.test(v)) throw invalid(name, what, v);
+  return v;
+};
+
+export const list = <T>(item: Check<T>, maxLength: number): Check<T[]> => (v, name) => {
+  if (!Array.isArray(v) || v.length === 0 || v.length > maxLength) throw invalid(name, `an array of 1 to ${maxLength} items`, v);
+  return v.map((x, i) => item(x, `${name}[${i}]`));
+};
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- callbacks of any signature
+type Callback = (...args: any[]) => void;
+export const func: Check<Callback> = (v, name) => {
+  if (typeof v !== 'function') throw invalid(name, 'a function', v);
+  return v as Callback;
+};
+
+export const abortSignal: Check<AbortSignal> = (v, name) => {
+  if (!(v instanceof AbortSignal)) throw invalid(name, 'an AbortSignal', v);
+  return v;
+};
+
+interface Rule<T> {
+  check: Check<T>;
+  /** applied when the option is not given; `undefined`: the option stays unset */
+  fallback?: T;
+  required?: boolean;
+  doc: string;
+}
+
+/** An option with a default. */
+const def = <T>(check: Check<T>, fallback: T, doc: string): Rule<T> => ({ check, fallback, doc });
+/** An option that may stay unset. */
+const opt = <T>(check: Check<T>, doc: string): Rule<T | undefined> => ({ check: check as Check<T | undefined>, doc });
+/** An option that must be given. */
+const req = <T>(check: Check<T>, doc: string): Rule<T> => ({ check, doc, required: true });
+
+type Schema = Record<string, Rule<unknown>>;
+export type Resolved<S extends Schema> = { [K in keyof S]: S[K] extends Rule<infer T> ? T : never };
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known name closest to `name`, when it is close enough to be a typo. */
+export function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(name, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/**
+ * Check `given` against `schema` and fill the defaults. `where` names the call in messages
+ * ("fit()"); `prefix` names nested options ("checkpoint."); `fallbacks` are values from
+ * elsewhere (a checkpoint's record) used before the schema's defaults, and checked as well.
+ */
+export function resolve<S extends Schema>(schema: S, given: unknown, where: string, prefix = '', fallbacks: Record<string, unknown> = {}): Resolved<S> {
+  if (given === undefined) given = {};
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) throw invalid(prefix ? prefix.slice(0, -1) : `the options of ${where}`, 'an object', given);
+  const known = Object.keys(schema);
+  for (const k of Object.keys(given)) {
+    if (!(k in schema)) {
+      const near = closest(k, known);
+      throw new InvalidArgumentError(`unknown option '${prefix}${k}' for ${where}${near ? `: did you mean '${prefix}${near}'?` : ` (known: ${known.join(', ')})`}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, rule] of Object.entries(schema)) {
+    let v = (given as Record<string, unknown>)[k];
+    let name = prefix + k;
+    if (v === undefined && fallbacks[k] !== undefined) [v, name] = [fallbacks[k], `${name} (recorded in the checkpoint)`];
+    if (v === undefined) {
+      if (rule.required) throw invalid(name, describe(rule), undefined);
+      out[k] = rule.fallback;
+    } else {
+      out[k] = rule.check(v, name);
+    }
+  }
+  return out as Resolved<S>;
+}
+
+/** What a rule expects, from its check's own message. */
+function describe(rule: Rule<unknown>): string {
+  try {
+    rule.check(Symbol('probe'), '');
+  } catch (err) {
+    const m = /^expected (.*) for /.exec((err as Error).message);
+    if (m) return m[1];
+  }
+  return 'a value';
+}
+
+/** One option checked on its own (the CLI checks its flags so, naming the flag). */
+export function checkOne<S extends Schema, K extends keyof S & string>(schema: S, key: K, value: unknown, name: string): Resolved<S>[K] {
+  return schema[key].check(value, name) as Resolved<S>[K];
+}
+
+/** The default of an option, for help texts. */
+export function defaultOf(schema: Schema, key: string): unknown {
+  return schema[key].fallback;
+}
+
+export const SEED = integer(0, 2 ** 32 - 1);
+const COUNT_OF_LAYERS = integer(0, 255);
+const groups = list(list(COUNT_OF_LAYERS, 64), 64);
+export const DEFAULT_FUSE_GROUPS = [[0, 1, 2, 3], [4, 5, 6, 7]];
+export const DEFAULT_INP_NUM = 6;
+/**
+ * Largest image decoded, in pixels (width x height), checked from the header before any pixel
+ * memory is allocated: 64 megapixels (e.g. 8000 x 8000) need ~200 MB as RGB while decoding; a
+ * 12000 x 12000 PNG of 420 KB asked for 5.9 GB without it.
+ */
+export const DEFAULT_MAX_IMAGE_PIXELS = 64_000_000;
+
+/** A random DINOv2-shaped encoder for tests and demos: `create({ encoder: { ... } })`. */
+export const RANDOM_ENCODER = {
+  embedDim: req(integer(1, 4096), 'width of the tokens'),
+  depth: req(integer(1, 64), 'transformer blocks'),
+  numHeads: req(integer(1, 256), 'attention heads; must divide embedDim'),
+  numRegisterTokens: def(integer(0, 64), 0, 'register tokens'),
+  patchSize: def(integer(1, 64), 14, 'patch size in pixels'),
+  posGridSize: def(integer(1, 512), 37, 'side of the position-embedding grid'),
+  mlpHiddenDim: opt(integer(1, 65536), 'MLP width (default 4 x embedDim)'),
+  seed: def(SEED, 0, 'seed of the random weights'),
+};
+
+/** Most parameters a random encoder may have: DINOv2-g has 1.1e9. */
+export const MAX_RANDOM_ENCODER_PARAMETERS = 1.2e9;
+
+/** The network's options beyond the encoder; their defaults depend on the encoder (architecture.ts). */
+const ARCHITECTURE = {
+  encoderHeads: opt(integer(1, 256), "the encoder's attention heads (cannot be read from weight shapes)"),
+  targetLayers: opt(list(COUNT_OF_LAYERS, 64), 'encoder blocks whose tokens are used (default [2..9]; large: [4,6,..,18])'),
+  fuseLayerEncoder: opt(groups, 'groups of target layers averaged (default [[0..3],[4..7]])'),
+  fuseLayerDecoder: opt(groups, 'groups of decoder blocks averaged (default [[0..3],[4..7]])'),
+  removeClassToken: opt(boolean, 'drop the class and register tokens (default true)'),
+  inpNum: opt(integer(1, 1024), 'number of INPs (default 6)'),
+};
+
+const DEVICE = matching(/^(cpu|auto|cuda(:\d{1,3})?)$/, "'cpu', 'cuda', 'cuda:N' or 'auto'");
+
+/** Runtime and preprocessing options shared by create() and load(). */
+export const RUNTIME = {
+  device: def(DEVICE, 'cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'"),
+  precision: def(oneOf('float32', 'bfloat16'), 'float32', "'float32' (exact to the reference) or 'bfloat16'"),
+  threads: opt(integer(1, 1024), "intra-op threads of the model's native thread (default: the cores this process may use)"),
+  imageSize: def(integer(1, 4096), 448, 'resize to imageSize x imageSize before the crop'),
+  cropSize: def(integer(1, 4096), 392, 'centre crop; a multiple of the patch size'),
+  predictBatchSize: opt(integer(1, 1024), 'most images one native run of concurrent predict() calls takes (default 8 on CUDA, 1 on the CPU)'),
+  maxImagePixels: def(integer(1, 1e10), DEFAULT_MAX_IMAGE_PIXELS, "largest image decoded, in pixels, checked from the file's header"),
+};
+
+const encoderChoice: Check<string | Record<string, unknown>> = (v, name) => {
+  if (typeof v === 'string') return text(v, name);
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  throw invalid(name, 'a weights file, a weights name or a random-encoder spec { embedDim, depth, numHeads }', v);
+};
+
+export const CREATE = {
+  ...ARCHITECTURE,
+  ...RUNTIME,
+  encoder: req(encoderChoice, 'DINOv2 weights (file or name) or a random-encoder spec'),
+  seed: def(SEED, 0, "seed of the trainable part's initialisation"),
+};
+
+export const LOAD = {
+  ...ARCHITECTURE,
+  ...RUNTIME,
+  encoder: opt(text, 'replace the encoder weights with those of another file'),
+};
+
+export const FIT = {
+  epochs: def(integer(1, 1_000_000), 200, 'passes over the data'),
+  maxSteps: opt(integer(1, 1e12), 'stop after this many steps (the schedule spans min(epochs x steps per epoch, maxSteps))'),
+  batchSize: def(integer(1, 4096), 16, 'images a step'),
+  learningRate: def(number(0, 1, true), 1e-3, 'peak learning rate'),
+  finalLearningRate: def(number(0, 1), 1e-4, 'learning rate at the end of the cosine'),
+  warmupSteps: def(integer(0, 1e12), 100, 'linear warm-up steps'),
+  weightDecay: def(number(0, 1), 1e-4, 'StableAdamW weight decay'),
+  gradClipNorm: def(number(0, 1e6), 0.1, 'gradient-norm clip'),
+  seed: def(SEED, 0, 'shuffle seed'),
+  shuffle: def(boolean, true, 'shuffle the images each epoch'),
+  skipBadImages: def(boolean, false, 'skip unreadable images with a warning instead of failing'),
+  prefetchBatches: def(integer(1, 64), 2, 'batches prepared ahead of the model'),
+  checkpoint: opt((v, name) => resolve(CHECKPOINT, v, 'fit()', `${name}.`), 'save model + training state every everyEpochs epochs and at the end'),
+  validation: opt(text, 'a labelled folder (MVTec layout) on which to calibrate thresholds after training'),
+  resumeFrom: opt(text, 'continue a run from a checkpoint written by `checkpoint`'),
+  signal: opt(abortSignal, 'cancels the fit'),
+  onProgress: opt(func, 'called with each progress event'),
+  onWarning: opt(func, 'warnings (default: process.emitWarning)'),
+};
+
+const CHECKPOINT = {
+  path: req(text, 'the checkpoint file'),
+  everyEpochs: def(integer(1, 1_000_000), 1, 'epochs between checkpoints'),
+};
+
+export const PREDICT = {
+  mapSize: def(oneOf('input', 'crop'), 'input', "'input': the map at the input image's size; 'crop': at the model's crop"),
+  heatmap: opt(text, 'write a heatmap PNG: a file path for one input, a folder for an array'),
+};
+
+export const INFER = {
+  features: def(boolean, false, 'also return encoder/decoder group features, prototypes and the INP loss'),
+};
