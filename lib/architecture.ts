@@ -6,9 +6,12 @@
  * options override, and a mismatch is a CheckpointError naming the key and both shapes.
  */
 import { CheckpointError, InvalidArgumentError } from './errors';
+import { readSavedModel } from './checkpoint/model-file';
+import type { Thresholds } from './postprocess';
+export type { Thresholds } from './postprocess';
 import { DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM } from './options';
 import { PyObject } from './checkpoint/pickle';
-import { CheckpointFile, collectModuleTensors, stateDictMetadata } from './checkpoint/reader';
+import { CheckpointFile, collectModuleTensors, readCheckpointFile } from './checkpoint/reader';
 import { HostTensor } from './checkpoint/tensor';
 
 export type TensorMap = Map<string, HostTensor>;
@@ -40,16 +43,6 @@ export interface NetworkConfig {
   qkvBias: boolean;
   mlpBias: boolean;
   inpLnEps: number;
-}
-
-/** anomalib's PostProcessor buffers. */
-export interface Thresholds {
-  imageThreshold: number;
-  pixelThreshold: number;
-  imageMin: number;
-  imageMax: number;
-  pixelMin: number;
-  pixelMax: number;
 }
 
 /** Architecture options a user may give (all optional; the weights decide the rest). */
@@ -152,6 +145,25 @@ export function defaultTargetLayers(depth: number): number[] {
   if (depth >= 10 && depth <= 12) return [2, 3, 4, 5, 6, 7, 8, 9];
   if (depth === 24) return [4, 6, 8, 10, 12, 14, 16, 18];
   throw new InvalidArgumentError(`no default targetLayers for a ${depth}-block encoder: pass targetLayers`);
+}
+
+/** The network of a new model: upstream's INP-Former around `encoder`, with the user's choices. */
+export function newNetworkConfig(encoder: EncoderSpec, o: ArchitectureOptions): NetworkConfig {
+  return {
+    encoder,
+    targetLayers: o.targetLayers ?? defaultTargetLayers(encoder.depth),
+    fuseLayerEncoder: o.fuseLayerEncoder ?? DEFAULT_FUSE_GROUPS,
+    fuseLayerDecoder: o.fuseLayerDecoder ?? DEFAULT_FUSE_GROUPS,
+    removeClassToken: o.removeClassToken ?? true,
+    inpNum: o.inpNum ?? DEFAULT_INP_NUM,
+    numHeads: encoder.numHeads,
+    decoderDepth: 8,
+    extractorDepth: 1,
+    mlpRatio: 4,
+    qkvBias: true,
+    mlpBias: true,
+    inpLnEps: 1e-8,
+  };
 }
 
 function count(weights: TensorMap, prefix: string): number {
@@ -287,19 +299,9 @@ export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint
 
   const weights = tensorEntries(root);
   if (weights.has('prototype_token') && [...weights.keys()].some((k) => k.startsWith('encoder.'))) {
-    const ours = stateDictMetadata(root, 'inp_former');
-    if (ours && typeof ours.get('config') === 'string') {
-      let saved: { network?: Partial<NetworkConfig>; imageSize?: number; cropSize?: number; thresholds?: Thresholds };
-      try {
-        saved = JSON.parse(ours.get('config') as string);
-      } catch {
-        throw new CheckpointError('the inp-former metadata is not valid JSON', where);
-      }
+    const saved = readSavedModel(root, weights, where);
+    if (saved) {
       const recorded = { ...(saved.network ?? {}), imageSize: saved.imageSize, cropSize: saved.cropSize };
-      if (saved.network?.mlpBias === false) {
-        // Saved from a bias-free (anomalib) model: the zero biases exist only for upstream's strict load.
-        for (const k of [...weights.keys()]) if (/^(aggregation|decoder)\.\d+\.mlp\.fc[12]\.bias$/.test(k)) weights.delete(k);
-      }
       return { kind: 'inp-former', weights, recorded, thresholds: saved.thresholds };
     }
     return { kind: 'upstream', weights, recorded: {} };
@@ -324,4 +326,15 @@ export function withEncoderPrefix(enc: TensorMap): TensorMap {
   const out: TensorMap = new Map();
   for (const [k, v] of enc) out.set(`encoder.${k}`, v);
   return out;
+}
+
+/** DINOv2 encoder weights (Meta names) from an encoder file or from a whole INP-Former checkpoint. */
+export async function readEncoderFile(file: string): Promise<TensorMap> {
+  const ck = interpretCheckpoint(await readCheckpointFile(file));
+  if (ck.kind === 'encoder') return ck.weights;
+  // an INP-Former checkpoint also holds an encoder
+  const enc: TensorMap = new Map();
+  for (const [k, v] of ck.weights) if (k.startsWith('encoder.')) enc.set(k.slice(8), v);
+  if (enc.size === 0) throw new CheckpointError('holds no encoder weights', file);
+  return enc;
 }

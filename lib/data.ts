@@ -40,15 +40,18 @@ export interface DataOptions {
   warn: (message: string) => void;
 }
 
-export function checkTensorBatch(b: unknown, index: number): TensorBatch {
+/** A batch [B, 3, H, W] checked: `what` names it in messages; with `patchSize`, H and W must be multiples of it. */
+export function checkTensorBatch(b: unknown, what: string, patchSize?: number): TensorBatch {
   const batch = b as TensorBatch;
   if (!batch || !(batch.data instanceof Float32Array) || !Array.isArray(batch.shape))
-    throw new InvalidArgumentError(`batch ${index}: expected { data: Float32Array, shape: [B, 3, H, W] }`);
+    throw new InvalidArgumentError(`${what}: expected { data: Float32Array, shape: [B, 3, H, W] }`);
   const s = batch.shape;
   if (s.length !== 4 || s[1] !== 3 || !s.every((d) => Number.isInteger(d) && d > 0))
-    throw new InvalidArgumentError(`batch ${index}: shape must be [B, 3, H, W], got ${JSON.stringify(s)}`);
+    throw new InvalidArgumentError(`${what}: shape must be [B, 3, H, W], got ${JSON.stringify(s)}`);
+  if (patchSize && (s[2] % patchSize || s[3] % patchSize))
+    throw new InvalidArgumentError(`${what}: H and W must be multiples of the patch size ${patchSize}, got ${s[2]}x${s[3]}`);
   if (batch.data.length !== s[0] * s[1] * s[2] * s[3])
-    throw new InvalidArgumentError(`batch ${index}: data has ${batch.data.length} values, shape ${JSON.stringify(s)} needs ${s[0] * s[1] * s[2] * s[3]}`);
+    throw new InvalidArgumentError(`${what}: data has ${batch.data.length} values, shape ${JSON.stringify(s)} needs ${s[0] * s[1] * s[2] * s[3]}`);
   return batch;
 }
 
@@ -62,7 +65,7 @@ class TensorBatchSource implements BatchSource {
     const it = this.batches as AsyncIterable<TensorBatch>;
     for await (const b of it) {
       const t0 = performance.now();
-      const batch = checkTensorBatch(b, i++);
+      const batch = checkTensorBatch(b, `batch ${i++}`);
       yield { ...batch, waitSeconds: (performance.now() - t0) / 1000 };
     }
   }

@@ -5,10 +5,10 @@
  * Pixel metrics are computed at the model's crop resolution, masks transformed as the images
  * (nearest resize, centre crop).
  */
-import { Thresholds } from './architecture';
-import { LabelledImage, readMask } from './dataset';
+import type { Thresholds } from './postprocess';
+import { LabelledImage, readLabelledSet, readMask } from './dataset';
 import { aupro, auroc, averagePrecision, connectedComponents, f1Max } from './metrics';
-import { maskToCrop } from './predict';
+import { maskToCrop } from './postprocess';
 
 export interface ScoredSet {
   items: LabelledImage[];
@@ -20,6 +20,31 @@ export interface ScoredSet {
   /** ground-truth region ids per pixel, unique over the set (0: normal) */
   regions?: Int32Array;
   crop: number;
+}
+
+/**
+ * Scores and crop-size maps of a labelled set (8 images in flight), with its masks.
+ * `score` scores one image file; `index` is its position, for error messages.
+ */
+export async function scoreLabelledSet(
+  dir: string,
+  score: (file: string, index: number) => Promise<{ score: number; map: Float32Array }>,
+  o: { cropSize: number; imageSize: number; maxImagePixels: number },
+): Promise<ScoredSet> {
+  const items = await readLabelledSet(dir);
+  const c = o.cropSize;
+  const scores = new Float32Array(items.length);
+  const maps = new Float32Array(items.length * c * c);
+  const chunk = 8;
+  for (let k = 0; k < items.length; k += chunk) {
+    const part = items.slice(k, k + chunk);
+    const results = await Promise.all(part.map((it, j) => score(it.file, k + j)));
+    results.forEach((r, j) => {
+      scores[k + j] = r.score;
+      maps.set(r.map, (k + j) * c * c);
+    });
+  }
+  return attachMasks({ items, scores, maps, crop: c }, o.imageSize, o.maxImagePixels);
 }
 
 export async function attachMasks(set: Omit<ScoredSet, 'pixelLabels' | 'regions'>, resize: number, maxPixels: number): Promise<ScoredSet> {

@@ -2,7 +2,8 @@
  * inp-former: INP-Former visual anomaly detection on a native libtorch core.
  */
 export { InpFormer } from './model';
-export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec, PredictOptions, Prediction } from './model';
+export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model';
+export type { PredictOptions, Prediction } from './postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './training';
 export type { TensorBatch, FitSource } from './data';
 export type { ImageInput, RawPixels } from './images';

@@ -6,6 +6,7 @@
  * Ranges are what the package can honour: beyond them a typo becomes a 100 GB allocation or a
  * run that never ends.
  */
+import type { ArchitectureOptions, InterpretedCheckpoint, NetworkConfig } from './architecture';
 import { InvalidArgumentError } from './errors';
 
 /** A value as a message shows it: strings quoted, objects by their class. */
@@ -271,3 +272,86 @@ export const PREDICT = {
 export const INFER = {
   features: def(boolean, false, 'also return encoder/decoder group features, prototypes and the INP loss'),
 };
+
+/**
+ * A model's configuration from its network and resolved runtime options: the per-device
+ * defaults are decided here, from what the runtime reports (`rt`).
+ */
+export function modelConfig(
+  network: NetworkConfig, o: Resolved<typeof RUNTIME>, rt: { defaultThreads: number; cudaAvailable: boolean }, source: ModelConfig['source'],
+): ModelConfig {
+  const { imageSize, cropSize, precision, device, maxImagePixels } = o;
+  if (cropSize > imageSize) throw invalid('cropSize', `at most imageSize ${imageSize}`, cropSize);
+  if (cropSize % network.encoder.patchSize !== 0) throw invalid('cropSize', `a multiple of the patch size ${network.encoder.patchSize}`, cropSize);
+  const threads = o.threads ?? rt.defaultThreads;
+  // batching pays on a GPU; on the CPU it was measured slower per image (docs/benchmarks.md)
+  const onCuda = device.startsWith('cuda') || (device === 'auto' && rt.cudaAvailable);
+  const predictBatchSize = o.predictBatchSize ?? (onCuda ? 8 : 1);
+  return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, maxImagePixels, source };
+}
+
+// The public option types, documented for editors; their rules are above.
+
+export type Precision = 'float32' | 'bfloat16';
+
+/** An encoder built from an architecture with random weights: for tests and the offline demo only. */
+export interface RandomEncoderSpec {
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  numRegisterTokens?: number;
+  patchSize?: number;
+  posGridSize?: number;
+  mlpHiddenDim?: number;
+  /** seed of the random weights (default 0) */
+  seed?: number;
+}
+
+export interface CreateOptions extends ArchitectureOptions {
+  /**
+   * DINOv2 weights (Meta .pth, timm .safetensors, TorchScript); a name of downloaded weights
+   * ('dinov2_vitb14_reg', or anomalib's 'dinov2reg_vit_base_14'); or a random-encoder spec.
+   */
+  encoder?: string | RandomEncoderSpec;
+  /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' */
+  device?: string;
+  precision?: Precision;
+  /** intra-op threads of this model's native thread (default: the cores this process may use) */
+  threads?: number;
+  /** resize to imageSize x imageSize before the crop (default 448) */
+  imageSize?: number;
+  /** centre crop (default 392); a multiple of the patch size */
+  cropSize?: number;
+  /** seed of the trainable part's initialisation (default 0) */
+  seed?: number;
+  /**
+   * Most images one native run of concurrent predict() calls may take (micro-batching).
+   * Default 8 on CUDA and 1 on the CPU, where batching was measured slower per image
+   * (docs/benchmarks.md): there concurrent calls queue instead.
+   */
+  predictBatchSize?: number;
+  /**
+   * Largest image decoded, in pixels (width x height; default 64,000,000), checked from the
+   * file's header before any pixel memory is allocated. Decoding needs ~3 bytes a pixel, so
+   * this bounds the memory one image can take (docs/reliability.md).
+   */
+  maxImagePixels?: number;
+}
+
+export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
+  /** replace the encoder weights with those of another file */
+  encoder?: string;
+};
+
+export interface ModelConfig {
+  network: NetworkConfig;
+  imageSize: number;
+  cropSize: number;
+  precision: Precision;
+  device: string;
+  threads: number;
+  predictBatchSize: number;
+  maxImagePixels: number;
+  /** where the weights came from */
+  source: { kind: InterpretedCheckpoint['kind'] | 'new'; path?: string; encoder: string };
+}

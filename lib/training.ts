@@ -4,10 +4,12 @@
  * AbortSignal, report progress and write checkpoints. The run is a TrainingRun: await it for
  * the summary, or iterate it (`for await`) for progress events.
  */
-import { Thresholds, interpretCheckpoint } from './architecture';
+import { interpretCheckpoint } from './architecture';
+import type { Thresholds } from './postprocess';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { readCheckpointFile, stateDictMetadata } from './checkpoint/reader';
+import { trainingStepOf } from './checkpoint/model-file';
 import { HostTensor } from './checkpoint/tensor';
 import { writeTorchFile } from './checkpoint/writer';
 import { BatchSource, FitSource, batchSource } from './data';
@@ -199,8 +201,8 @@ async function saveTrainingState(ctx: TrainingContext, file: string, state: Trai
 async function loadTrainingState(file: string): Promise<{ state: TrainingState; optimizer: NativeOptimizerState; weights: NativeTensor[] }> {
   const ck = await readCheckpointFile(file);
   const model = interpretCheckpoint(ck);
-  const step = stateDictMetadata(ck.root, 'inp_former')?.get('training_step');
-  if (typeof step !== 'string' || !/^\d+$/.test(step)) {
+  const step = trainingStepOf(ck.root);
+  if (step === undefined || !/^\d+$/.test(step)) {
     throw new CheckpointError('not a training checkpoint (no training step recorded): write one with fit({ checkpoint })', file);
   }
   const sfile = stateFile(file, Number(step));
