@@ -5,7 +5,7 @@
 'use strict';
 const path = require('node:path');
 const { InpFormer } = require('..');
-const { readCheckpointFile } = require('../dist/checkpoint/reader');
+const { readCheckpointFile } = require('inp-former/internal');
 const { FIXTURE, manifest, ref, maxAbsDiff, inputBatch, FIXTURE_SIZES } = require('../test/helpers');
 
 (async () => {

@@ -9,8 +9,8 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { InpFormer } = require('..');
-const { cacheDir } = require('../dist/weights');
-const { TINY_ENCODER } = require('../dist/cli');
+const { cacheDir } = require('inp-former/internal');
+const { TINY_ENCODER } = require('inp-former/internal');
 
 const data = path.join(__dirname, 'data', 'tiles');
 const output = path.join(__dirname, 'output');

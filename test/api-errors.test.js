@@ -112,7 +112,7 @@ test('errors from the native core are typed too: no bare InpFormerError', async 
   const model = await InpFormer.create(tiny);
   t.teardown(() => model.dispose());
   // shapes the TS checks let through reach libtorch; what it says comes back as a NativeError
-  const { fromNativeError } = require('../dist/errors');
+  const { fromNativeError } = require('inp-former/internal');
   for (const code of ['ERR_INP_TORCH', 'ERR_INP_NATIVE', undefined]) {
     const e = fromNativeError(Object.assign(new Error('x'), { code }));
     t.true(e instanceof NativeError, String(code));

@@ -7,8 +7,8 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const yazl = require('yazl');
 const { InpFormer, CheckpointError } = require('..');
-const { readCheckpointFile } = require('../dist/checkpoint/reader');
-const { statePickleOf } = require('../dist/checkpoint/writer');
+const { readCheckpointFile } = require('inp-former/internal');
+const { statePickleOf } = require('inp-former/internal');
 const { tmpdir } = require('./helpers');
 
 /** A torch.save-style zip: `refs` tensor entries, `records` storage bytes by key, extra records. */

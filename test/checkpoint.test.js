@@ -4,8 +4,8 @@ const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
 const { InpFormer, CheckpointError } = require('..');
-const { unpickle, PyObject } = require('../dist/checkpoint/pickle');
-const { readCheckpointFile } = require('../dist/checkpoint/reader');
+const { unpickle, PyObject } = require('inp-former/internal');
+const { readCheckpointFile } = require('inp-former/internal');
 const { FIXTURE, tmpdir, FIXTURE_SIZES, inputBatch } = require('./helpers');
 
 test('a pickle that would run os.system yields an inert object and runs nothing', (t) => {
@@ -73,7 +73,7 @@ test('a wrong file type gives a CheckpointError', async (t) => {
 test('a shape mismatch names the key and both shapes', async (t) => {
   // swap in an encoder whose pos_embed has another size: the strict load names it
   const dir = tmpdir();
-  const { writeTorchFile } = require('../dist/checkpoint/writer');
+  const { writeTorchFile } = require('inp-former/internal');
   const file = await readCheckpointFile(path.join(FIXTURE, 'dinov2_encoder.pth'));
   const tensors = [...file.root].map(([name, v]) => ({ name, data: v.toFloat32(), shape: v.shape }));
   const qkv = tensors.find((x) => x.name === 'blocks.3.attn.qkv.bias');

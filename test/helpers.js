@@ -50,7 +50,7 @@ const FIXTURE_SIZES = { imageSize: 256, cropSize: 224 };
  */
 async function referenceTrace() {
   const { InpFormer } = require('..');
-  const { readCheckpointFile } = require('../dist/checkpoint/reader');
+  const { readCheckpointFile } = require('inp-former/internal');
   const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
   const events = [];
   const summary = await model.fit(manifest.trace.steps.map((s) => inputBatch(s.batch)), {

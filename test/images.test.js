@@ -6,7 +6,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const sharp = require('sharp');
 const { InpFormer, InvalidArgumentError } = require('..');
-const { decodeImage, listImages } = require('../dist/images');
+const { decodeImage, listImages } = require('inp-former/internal');
 const { tmpdir } = require('./helpers');
 
 const W = 6;

@@ -7,7 +7,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const sharp = require('sharp');
 const { InpFormer, ImageDecodeError, InvalidArgumentError } = require('..');
-const { listImages, decodeImage, DEFAULT_MAX_IMAGE_PIXELS } = require('../dist/images');
+const { listImages, decodeImage, DEFAULT_MAX_IMAGE_PIXELS } = require('inp-former/internal');
 const { SHARED, tmpdir } = require('./helpers');
 
 const GOOD = path.join(SHARED, 'datasets', 'synth-ad', 'weave', 'test', 'good');

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { InpFormer } = require('..');
-const { listImages } = require('../dist/images');
+const { listImages } = require('inp-former/internal');
 const { SHARED, tmpdir, maxAbsDiff } = require('./helpers');
 
 const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');

@@ -1,7 +1,7 @@
 // Metrics against hand-computed values, ties included (scikit-learn / torchmetrics / anomalib definitions).
 'use strict';
 const test = require('ava');
-const m = require('../dist/metrics');
+const { metrics: m } = require('inp-former/internal');
 
 const close = (t, a, b, eps = 1e-9) => t.true(Math.abs(a - b) <= eps, `${a} != ${b}`);
 

@@ -5,8 +5,8 @@ const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
 const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError, CheckpointError } = require('..');
-const { decodeImage, listImages } = require('../dist/images');
-const { native } = require('../dist/native');
+const { decodeImage, listImages } = require('inp-former/internal');
+const { native } = require('inp-former/internal');
 const { SHARED, maxAbsDiff, tmpdir, TOL, referenceTrace } = require('./helpers');
 
 const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');

@@ -10,11 +10,11 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const yazl = require('yazl');
-const { rng } = require('../../dist/random');
-const { statePickleOf } = require('../../dist/checkpoint/writer');
-const { readCheckpointFile, collectModuleTensors } = require('../../dist/checkpoint/reader');
-const { ZipArchive } = require('../../dist/checkpoint/zip');
-const { decodeImage } = require('../../dist/images');
+const { rng } = require('inp-former/internal');
+const { statePickleOf } = require('inp-former/internal');
+const { readCheckpointFile, collectModuleTensors } = require('inp-former/internal');
+const { ZipArchive } = require('inp-former/internal');
+const { decodeImage } = require('inp-former/internal');
 const { CheckpointError, ImageDecodeError, InvalidArgumentError } = require('../..');
 
 const NASTY = [-1, 0, 1, 2, 3, 4, 7, 0.5, -0.5, 1e9, 2 ** 31, 2 ** 53, -(2 ** 31), 1e300];

@@ -1,0 +1,16 @@
+/**
+ * The one internal entry point, for the package's own tests, benchmarks and examples: the file
+ * readers and writers, the image decoder, metrics and the native binding. Not public API:
+ * `require('inp-former/internal')` may change in any release.
+ */
+export { unpickle, PyObject } from './checkpoint/pickle';
+export { readCheckpointFile, collectModuleTensors } from './checkpoint/reader';
+export { writeTorchFile, statePickleOf } from './checkpoint/writer';
+export { ZipArchive } from './checkpoint/zip';
+export { decodeImage, listImages, DEFAULT_MAX_IMAGE_PIXELS } from './images';
+export { rng } from './random';
+export * as metrics from './metrics';
+export { native } from './native';
+export { fromNativeError } from './errors';
+export { cacheDir } from './weights';
+export { TINY_ENCODER } from './cli';
