@@ -202,6 +202,8 @@ export class InpFormer {
         );
       } finally {
         o.signal?.removeEventListener('abort', forward);
+        // the optimizer's moments and the gradients (~4x the trainable weights) are not kept after a fit
+        await this.#native.endTraining().catch(() => undefined);
         this.#fit = undefined;
         release();
       }

@@ -79,6 +79,8 @@ export interface NativeModelInstance {
   stateDict(): Promise<NativeTensor[]>;
   beginTraining(options: NativeTrainingOptions): Promise<void>;
   trainStep(data: Float32Array, shape: number[]): Promise<NativeStepStats>;
+  /** frees the optimizer's moments and the gradients */
+  endTraining(): Promise<void>;
   optimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(state: NativeOptimizerState): Promise<void>;
   dispose(): void;

@@ -272,6 +272,10 @@ export async function runTraining(
     resume = await loadTrainingState(options.resumeFrom);
     totalSteps = resume.state.totalSteps;
     epochsDone = resume.state.epochsDone;
+    // a resume equals an uninterrupted run only with the same recipe: say what differs
+    const now = recipeOf(o);
+    const changed = Object.entries(resume.state.options ?? {}).filter(([k, v]) => k in now && now[k] !== v);
+    if (changed.length) warn(`resuming ${options.resumeFrom} with ${changed.map(([k, v]) => `${k} ${now[k]} (the run used ${v})`).join(', ')}: the result will differ from an uninterrupted run`);
   }
   try {
     const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;

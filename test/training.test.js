@@ -170,7 +170,9 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   fs.copyFileSync(`${ck}.train-state.3`, `${ck}.train-state.6`);
 
   const c = await create();
-  const rest = await c.fit(files, { ...opts, resumeFrom: ck });
+  const warnings = [];
+  const rest = await c.fit(files, { ...opts, resumeFrom: ck, onWarning: (m) => warnings.push(m) });
+  t.deepEqual(warnings, [], 'the same recipe: nothing to say');
   t.is(rest.steps, 9);
   t.is(rest.epochs, 3);
   const wc = await c.stateDict();
@@ -179,6 +181,11 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   wa.forEach((p, i) => (maxDiff = Math.max(maxDiff, maxAbsDiff(p.data, wc[i].data))));
   t.log(`max weight difference resumed vs uninterrupted: ${maxDiff}`);
   t.is(maxDiff, 0);
+  // the recipe is recorded with the state: a resume that changes it says so
+  const e = await create();
+  await e.fit(files, { ...opts, learningRate: 2e-3, resumeFrom: ck, onWarning: (m) => warnings.push(m) });
+  await e.dispose();
+  t.true(warnings.some((w) => /learningRate 0\.002 \(the run used 0\.001\)/.test(w)), warnings.join('; '));
   // the model of step 3 without its state: refused, not resumed with other moments
   fs.rmSync(`${ck}.train-state.3`);
   const d = await create();

@@ -101,6 +101,19 @@ void InpFormerModel::beginTraining(const TrainOptions& options) {
   trainer_ = std::make_unique<Trainer>(net_, options);
 }
 
+void InpFormerModel::endTraining() {
+  // Moments (3x the trainable weights, with amsgrad) and gradients (1x) would otherwise stay
+  // for the model's lifetime.
+  if (trainer_) {
+    for (auto& kv : net_->trainableParameters()) {
+      kv.second.mutable_grad().reset();
+      kv.second.set_requires_grad(false);
+    }
+  }
+  trainer_.reset();
+  net_->eval();
+}
+
 StepStats InpFormerModel::trainStep(const torch::Tensor& batch) {
   if (!trainer_) throw CoreError(codes::kInvalidArgument, "beginTraining was not called");
   return trainer_->step(toModelInput(batch));

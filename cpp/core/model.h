@@ -49,7 +49,8 @@ class InpFormerModel {
   void beginTraining(const TrainOptions& options);
   StepStats trainStep(const torch::Tensor& batch);
   Trainer* trainer() { return trainer_.get(); }
-  void endTraining() { net_->eval(); }
+  // Frees what only training needs: the optimizer's moments and the gradients.
+  void endTraining();
 
   const InpFormerConfig& config() const { return config_; }
   torch::Device device() const { return device_; }

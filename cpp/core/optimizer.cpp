@@ -32,20 +32,15 @@ void StableAdamW::setState(State s) {
   state_ = std::move(s);
 }
 
-std::vector<double> StableAdamW::step(double lr) {
+void StableAdamW::step(double lr) {
   torch::NoGradGuard noGrad;
   state_.step += 1;
   const double t = static_cast<double>(state_.step);
   const double biasCorrection1 = 1.0 - std::pow(opt_.betas1, t);
   const double biasCorrection2 = 1.0 - std::pow(opt_.betas2, t);
-  std::vector<double> rmsValues;
-  rmsValues.reserve(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i];
-    if (!p.grad().defined()) {
-      rmsValues.push_back(0.0);
-      continue;
-    }
+    if (!p.grad().defined()) continue;
     auto grad = p.grad();
     p.mul_(1.0 - lr * opt_.weightDecay);
     auto& expAvg = state_.expAvg[i];
@@ -64,7 +59,6 @@ std::vector<double> StableAdamW::step(double lr) {
     auto rms = ratio.norm(2) / std::sqrt(static_cast<double>(ratio.numel()));
     auto scaled = rms / opt_.clipThreshold;
     const double rmsValue = scaled.item<double>();
-    rmsValues.push_back(rms.item<double>());
     double stepSize;
     if (rmsValue > 1.0) {
       // Python: lr / bc1 / tensor -> a float32 tensor reciprocal(s) * (lr / bc1).
@@ -74,7 +68,6 @@ std::vector<double> StableAdamW::step(double lr) {
     }
     p.addcdiv_(expAvg, denom, -stepSize);
   }
-  return rmsValues;
 }
 
 double clipGradNorm(const std::vector<torch::Tensor>& params, double maxNorm) {

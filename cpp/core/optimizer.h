@@ -17,8 +17,8 @@ class StableAdamW {
   };
   StableAdamW(std::vector<torch::Tensor> params, Options options);
 
-  // One step at learning rate lr. Returns each parameter's RMS(g / denom), for diagnostics.
-  std::vector<double> step(double lr);
+  // One step at learning rate lr.
+  void step(double lr);
 
   // Moments and step count, for checkpoints (resume must equal an uninterrupted run).
   struct State {

@@ -14,13 +14,21 @@ std::vector<torch::Tensor> tensorsOf(const std::vector<std::pair<std::string, to
   for (const auto& kv : named) out.push_back(kv.second);
   return out;
 }
+// The recipe's StableAdamW: betas (0.9, 0.999), eps 1e-10, amsgrad, clip threshold 1 (the
+// Options defaults); only the weight decay is an option of the run.
+StableAdamW::Options adamOptions(const TrainOptions& options) {
+  StableAdamW::Options o;
+  o.weightDecay = options.weightDecay;
+  return o;
+}
+
 }  // namespace
 
 Trainer::Trainer(InpFormerNet net, TrainOptions options)
     : net_(std::move(net)),
       options_(options),
       params_(tensorsOf(net_->trainableParameters())),
-      optimizer_(params_, StableAdamW::Options{0.9, 0.999, 1e-10, options.weightDecay, 1.0, true}),
+      optimizer_(params_, adamOptions(options)),
       schedule_(warmCosineSchedule(options.learningRate, options.finalLearningRate, options.totalSteps,
                                    options.warmupSteps)) {
   for (auto& p : params_) p.set_requires_grad(true);

@@ -51,6 +51,7 @@ Napi::Function NativeModel::define(Napi::Env env) {
                       InstanceMethod("stateDict", &NativeModel::stateDict),
                       InstanceMethod("beginTraining", &NativeModel::beginTraining),
                       InstanceMethod("trainStep", &NativeModel::trainStep),
+                      InstanceMethod("endTraining", &NativeModel::endTraining),
                       InstanceMethod("optimizerState", &NativeModel::optimizerState),
                       InstanceMethod("setOptimizerState", &NativeModel::setOptimizerState),
                       InstanceMethod("dispose", &NativeModel::dispose)});
@@ -159,6 +160,19 @@ Napi::Value NativeModel::beginTraining(const Napi::CallbackInfo& info) {
         info.Env(), executor(info.Env()),
         [state, options] {
           state->get().beginTraining(options);
+          return Unit{};
+        },
+        undefinedOf);
+  });
+}
+
+Napi::Value NativeModel::endTraining(const Napi::CallbackInfo& info) {
+  return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
+    auto state = state_;
+    return schedule<Unit>(
+        info.Env(), executor(info.Env()),
+        [state] {
+          state->get().endTraining();
           return Unit{};
         },
         undefinedOf);

@@ -27,6 +27,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value stateDict(const Napi::CallbackInfo& info);
   Napi::Value beginTraining(const Napi::CallbackInfo& info);
   Napi::Value trainStep(const Napi::CallbackInfo& info);
+  Napi::Value endTraining(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);

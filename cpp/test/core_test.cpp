@@ -1,0 +1,191 @@
+// core_test.cpp - the C++ core's own test (ctest; run by test/core.test.js), no Node involved:
+// the strict state-dict loader, the warm-up + cosine schedule and the StableAdamW step, against
+// reference-a (INP_FORMER_FIXTURE: its folder) and the recipe's formulas in its README.
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "core/errors.h"
+#include "core/inp_former.h"
+#include "core/optimizer.h"
+
+using namespace inpformer;
+
+namespace {
+
+int failures = 0;
+
+std::string sci(double v) {
+  std::ostringstream o;
+  o.precision(2);
+  o << std::scientific << v;
+  return o.str();
+}
+
+void check(bool ok, const std::string& what) {
+  std::cout << (ok ? "ok   " : "FAIL ") << what << "\n";
+  if (!ok) ++failures;
+}
+
+// Whether `fn` throws a CoreError with `code` whose message contains `needle`.
+bool throwsCoreError(const std::function<void()>& fn, const char* code, const std::string& needle) {
+  try {
+    fn();
+  } catch (const CoreError& e) {
+    return e.code() == code && std::string(e.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
+// A raw little-endian float32 file of reference-a (tensors/NAME.f32), shaped as `like`.
+torch::Tensor readF32(const std::string& file, const torch::Tensor& like) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + file);
+  auto t = torch::empty(like.sizes(), torch::kFloat32);
+  in.read(reinterpret_cast<char*>(t.data_ptr<float>()), static_cast<std::streamsize>(t.numel() * sizeof(float)));
+  if (in.gcount() != static_cast<std::streamsize>(t.numel() * sizeof(float))) throw std::runtime_error(file + ": too short");
+  return t;
+}
+
+// reference-a's network: DINOv2 96-d, 10 blocks, 4 heads, 4 registers; upstream's INP-Former around it.
+InpFormerConfig referenceConfig() {
+  InpFormerConfig c;
+  c.encoder.embedDim = 96;
+  c.encoder.depth = 10;
+  c.encoder.numHeads = 4;
+  c.encoder.numRegisterTokens = 4;
+  c.encoder.patchSize = 14;
+  c.encoder.posGridSize = 37;
+  c.encoder.mlpHiddenDim = 384;
+  c.numHeads = 4;
+  return c;
+}
+
+void stateDictLoader(const std::string& fixture) {
+  InpFormerNet net(referenceConfig());
+  // The trained trainable part of reference-a, and the network's own encoder values.
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& kv : net->named_parameters()) tensors[kv.key()] = kv.value().detach().clone();
+  size_t fromFixture = 0;
+  for (const auto& kv : net->trainableParameters()) {
+    tensors[kv.first] = readF32(fixture + "/tensors/final_trainable/" + kv.first + ".f32", kv.second);
+    ++fromFixture;
+  }
+  check(fromFixture == 139, "reference-a's 139 trainable tensors are the network's trainable parameters");
+  loadStateDict(*net, tensors);
+  bool equal = true;
+  for (const auto& kv : net->named_parameters()) equal = equal && torch::equal(kv.value(), tensors.at(kv.key()));
+  check(equal, "a strict load copies every tensor exactly");
+
+  auto missing = tensors;
+  missing.erase("decoder.3.attn.learn_scale");
+  check(throwsCoreError([&] { loadStateDict(*net, missing); }, codes::kCheckpoint, "missing key 'decoder.3.attn.learn_scale'"),
+        "a missing key is a checkpoint error naming it");
+  auto unexpected = tensors;
+  unexpected["decoder.8.norm1.weight"] = torch::ones({96});
+  check(throwsCoreError([&] { loadStateDict(*net, unexpected); }, codes::kCheckpoint, "unexpected key 'decoder.8.norm1.weight'"),
+        "an unexpected key is a checkpoint error naming it");
+  auto misshapen = tensors;
+  misshapen["prototype_token"] = torch::zeros({5, 96});
+  check(throwsCoreError([&] { loadStateDict(*net, misshapen); }, codes::kCheckpoint, "shape mismatch for 'prototype_token'"),
+        "a mis-shaped tensor is a checkpoint error naming it and both shapes");
+}
+
+void learningRateSchedule(const std::string& fixture) {
+  // reference-a's trace: 6 steps, warm-up 2, lr 1e-3 to 1e-4; step k uses schedule[k - 1].
+  auto expected = readF32(fixture + "/tensors/trace_lr.f32", torch::empty({6}));
+  auto schedule = warmCosineSchedule(1e-3, 1e-4, 6, 2);
+  bool ok = schedule.size() == 6;
+  double worst = 0;
+  for (size_t i = 0; ok && i < 6; ++i) {
+    // the fixture stores float64 values as float32
+    const double e = expected[static_cast<int64_t>(i)].item<float>();
+    worst = std::max(worst, std::abs(schedule[i] - e));
+    ok = ok && std::abs(schedule[i] - e) <= 1e-7 * std::abs(e) + 1e-12;
+  }
+  check(ok, "warm-up + cosine schedule equals reference-a's trace_lr (worst difference " + sci(worst) + ")");
+  check(warmCosineSchedule(1e-3, 1e-4, 0, 2).empty(), "an empty run has an empty schedule");
+}
+
+// The README's StableAdamW in double precision, one parameter: returns the new value of p.
+struct ReferenceAdam {
+  torch::Tensor m, v, vmax;
+  int64_t t = 0;
+  torch::Tensor step(torch::Tensor p, const torch::Tensor& g, double lr) {
+    ++t;
+    p = p * (1 - lr * 1e-4);
+    m = 0.9 * m + 0.1 * g;
+    v = 0.999 * v + 0.001 * g * g;
+    vmax = torch::maximum(vmax, v);
+    auto denom = vmax.sqrt() / std::sqrt(1 - std::pow(0.999, t)) + 1e-10;
+    const double rms = ((g / denom).norm().item<double>()) / std::sqrt(static_cast<double>(g.numel()));
+    const double s = std::max(1.0, rms);
+    return p - (lr / (1 - std::pow(0.9, t)) / s) * m / denom;
+  }
+};
+
+void stableAdamWStep() {
+  torch::manual_seed(3);
+  // one parameter whose update RMS exceeds 1 on the first step (Adam's g / sqrt(g^2) = +-1
+  // everywhere, then growing), and one kept below by a large second moment
+  auto a = torch::randn({7, 5});
+  auto b = torch::randn({11});
+  std::vector<torch::Tensor> params{a.clone().set_requires_grad(true), b.clone().set_requires_grad(true)};
+  StableAdamW::Options options;
+  StableAdamW adam(params, options);
+  ReferenceAdam refA{torch::zeros({7, 5}, torch::kFloat64), torch::zeros({7, 5}, torch::kFloat64), torch::zeros({7, 5}, torch::kFloat64)};
+  ReferenceAdam refB{torch::zeros({11}, torch::kFloat64), torch::zeros({11}, torch::kFloat64), torch::zeros({11}, torch::kFloat64)};
+  auto pa = a.to(torch::kFloat64);
+  auto pb = b.to(torch::kFloat64);
+  double worst = 0;
+  const double lrs[] = {0.0, 1e-3, 1e-3, 5e-4};
+  for (double lr : lrs) {
+    auto ga = torch::randn({7, 5});
+    auto gb = torch::randn({11}) * (lr == 0.0 ? 50.0 : 0.01);
+    params[0].mutable_grad() = ga;
+    params[1].mutable_grad() = gb;
+    adam.step(lr);
+    pa = refA.step(pa, ga.to(torch::kFloat64), lr);
+    pb = refB.step(pb, gb.to(torch::kFloat64), lr);
+    worst = std::max({worst, (params[0].to(torch::kFloat64) - pa).abs().max().item<double>(),
+                      (params[1].to(torch::kFloat64) - pb).abs().max().item<double>()});
+  }
+  check(adam.state().step == 4, "the optimizer counts its steps");
+  check(worst < 1e-6, "StableAdamW follows the recipe's formula over 4 steps (worst difference " + sci(worst) + ")");
+
+  // clip_grad_norm_: returns the norm before clipping and scales by maxNorm / (norm + 1e-6)
+  params[0].mutable_grad() = torch::full({7, 5}, 3.0);
+  params[1].mutable_grad() = torch::full({11}, 4.0);
+  const double norm = clipGradNorm(params, 0.1);
+  const double expected = std::sqrt(35 * 9.0 + 11 * 16.0);
+  const double after = std::sqrt(params[0].grad().pow(2).sum().item<double>() + params[1].grad().pow(2).sum().item<double>());
+  check(std::abs(norm - expected) < 1e-4 && std::abs(after - 0.1 * expected / (expected + 1e-6)) < 1e-6,
+        "clipGradNorm returns the total norm and clips to 0.1");
+}
+
+}  // namespace
+
+int main() {
+  const char* fixture = std::getenv("INP_FORMER_FIXTURE");
+  if (!fixture) {
+    std::cerr << "set INP_FORMER_FIXTURE to the reference-a folder\n";
+    return 2;
+  }
+  try {
+    stateDictLoader(fixture);
+    learningRateSchedule(fixture);
+    stableAdamWStep();
+  } catch (const std::exception& e) {
+    std::cout << "FAIL " << e.what() << "\n";
+    ++failures;
+  }
+  std::cout << (failures ? "FAILED: " : "passed, ") << failures << " failure(s)\n";
+  return failures ? 1 : 0;
+}
