@@ -8,15 +8,15 @@ import { promises as fs, constants as fsConstants } from 'node:fs';
 import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model';
-import { FIT, RUNTIME } from './options';
+import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
+import { FIT, RUNTIME } from './model/options';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
-import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './architecture';
-import { IMAGE_EXTENSIONS, listImages } from './images';
+import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './model/architecture';
+import { IMAGE_EXTENSIONS, listImages } from './data/images';
 import { DINOV2_WEIGHTS, cacheDir, downloadWeights } from './weights';
-import type { FitOptions, FitProgress } from './training';
-import { doctor, formatDoctorReport } from './doctor';
+import type { FitOptions, FitProgress } from './model/training';
+import { doctor, formatDoctorReport } from './native/doctor';
 
 /** The small built-in encoder used when no DINOv2 weights are given (random, untrained). */
 export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };

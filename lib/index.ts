@@ -1,18 +1,18 @@
 /**
  * inp-former: INP-Former visual anomaly detection on a native libtorch core.
  */
-export { InpFormer } from './model';
-export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model';
-export type { PredictOptions, Prediction } from './postprocess';
-export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './training';
-export type { TensorBatch, FitSource } from './data';
-export type { ImageInput, RawPixels } from './images';
-export type { EvaluationReport, MetricSet } from './evaluation';
-export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './architecture';
-export { runtime } from './runtime';
-export type { RuntimeInfo, CpuInfo } from './runtime';
-export { doctor } from './doctor';
-export type { DoctorReport } from './doctor';
+export { InpFormer } from './model/model';
+export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
+export type { PredictOptions, Prediction } from './results/postprocess';
+export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
+export type { TensorBatch, FitSource } from './data/batches';
+export type { ImageInput, RawPixels } from './data/images';
+export type { EvaluationReport, MetricSet } from './results/evaluation';
+export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './model/architecture';
+export { runtime } from './native/runtime';
+export type { RuntimeInfo, CpuInfo } from './native/runtime';
+export { doctor } from './native/doctor';
+export type { DoctorReport } from './native/doctor';
 export {
   InpFormerError,
   NativeLoadError,
@@ -28,4 +28,4 @@ export {
   OutOfMemoryError,
   NativeError,
 } from './errors';
-export { normalizeScore, normalizeMap } from './postprocess';
+export { normalizeScore, normalizeMap } from './results/postprocess';

@@ -1,5 +1,5 @@
 // What to install or run when libtorch is missing or does not fit: the one text that the
-// build (CMakeLists.txt, binding.gyp, scripts/install.js), the loader (lib/native.ts) and
+// build (CMakeLists.txt, binding.gyp, scripts/install.js), the loader (lib/native/native.ts) and
 // `inp-former doctor` print.
 'use strict';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Finds libtorch, the one way for every consumer: CMakeLists.txt and binding.gyp at build time,
-// the addon loader (lib/native.ts) and `inp-former doctor` at run time. Order, as tch-rs does it:
+// the addon loader (lib/native/native.ts) and `inp-former doctor` at run time. Order, as tch-rs does it:
 //   1. LIBTORCH        the folder of a libtorch (official zip, CUDA build, a pip torch's folder)
 //   2. the system's    Debian/Ubuntu packages (libtorch-dev / libtorch1.13 / libtorch2.6), /usr/local
 //   3. Python's torch  `python3 -c 'import torch'` (INP_FORMER_PYTHON names another interpreter)

@@ -7,7 +7,7 @@
 
 namespace inpformer {
 
-// A DINOv2 ViT. Sizes come from the weights (see lib/architecture.ts); numHeads cannot be
+// A DINOv2 ViT. Sizes come from the weights (see lib/model/architecture.ts); numHeads cannot be
 // read from shapes and comes from the decoder's learn_scale or the DINOv2 head dim of 64.
 struct EncoderConfig {
   int64_t embedDim = 384;

@@ -1,5 +1,5 @@
 // convert.cpp - JS <-> core conversions. User options are validated and completed in
-// lib/options.ts; here every read is still checked, so a malformed call is a typed error, never a crash.
+// lib/model/options.ts; here every read is still checked, so a malformed call is a typed error, never a crash.
 #include "convert.h"
 
 #include <cstring>
@@ -13,7 +13,7 @@ namespace {
 
 Napi::Value get(const Napi::Object& o, const char* key) { return o.Get(key); }
 
-// Every key is required: lib/ resolves each option to a complete record (lib/options.ts owns
+// Every key is required: lib/ resolves each option to a complete record (lib/model/options.ts owns
 // the defaults), so a missing key here is a bug on the JS side, never a silent default.
 Napi::Value required(const Napi::Object& o, const char* key) {
   auto v = get(o, key);

@@ -1,4 +1,4 @@
-// model_binding.h - the NativeModel class seen by lib/native.ts: one InpFormerModel, one worker
+// model_binding.h - the NativeModel class seen by lib/native/native.ts: one InpFormerModel, one worker
 // thread; every method converts its arguments, schedules the core call and returns a Promise.
 #pragma once
 #include <napi.h>

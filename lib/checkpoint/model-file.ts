@@ -6,10 +6,10 @@
  * upstream ignores it). Checkpoints of a fit add their step (`training_step`).
  */
 import * as path from 'node:path';
-import type { NetworkConfig } from '../architecture';
+import type { NetworkConfig } from '../model/architecture';
 import { CheckpointError, InvalidArgumentError } from '../errors';
 import { ensureDir, removeMadeDirs } from '../files';
-import type { Thresholds } from '../postprocess';
+import type { Thresholds } from '../results/postprocess';
 import { stateDictMetadata } from './reader';
 import { TensorToSave, writeTorchFile } from './writer';
 

@@ -7,7 +7,7 @@
  * run that never ends.
  */
 import type { ArchitectureOptions, InterpretedCheckpoint, NetworkConfig } from './architecture';
-import { InvalidArgumentError } from './errors';
+import { InvalidArgumentError } from '../errors';
 
 /** A value as a message shows it: strings quoted, objects by their class. */
 export function show(v: unknown): string {

@@ -5,16 +5,16 @@
  * the summary, or iterate it (`for await`) for progress events.
  */
 import { interpretCheckpoint } from './architecture';
-import type { Thresholds } from './postprocess';
+import type { Thresholds } from '../results/postprocess';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { readCheckpointFile, stateDictMetadata } from './checkpoint/reader';
-import { trainingStepOf } from './checkpoint/model-file';
-import { HostTensor } from './checkpoint/tensor';
-import { writeTorchFile } from './checkpoint/writer';
-import { BatchSource, FitSource, batchSource } from './data';
-import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from './errors';
-import { NativeModelInstance, NativeOptimizerState, NativeTensor } from './native';
+import { readCheckpointFile, stateDictMetadata } from '../checkpoint/reader';
+import { trainingStepOf } from '../checkpoint/model-file';
+import { HostTensor } from '../checkpoint/tensor';
+import { writeTorchFile } from '../checkpoint/writer';
+import { BatchSource, FitSource, batchSource } from '../data/batches';
+import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from '../errors';
+import { NativeModelInstance, NativeOptimizerState, NativeTensor } from '../native/native';
 import { FIT, Resolved } from './options';
 
 export interface FitProgress {

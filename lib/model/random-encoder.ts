@@ -4,9 +4,9 @@
  * so they take the same path into the network as real DINOv2 weights.
  */
 import { EncoderSpec, TensorMap } from './architecture';
-import { HostTensor } from './checkpoint/tensor';
+import { HostTensor } from '../checkpoint/tensor';
 import { MAX_RANDOM_ENCODER_PARAMETERS, RANDOM_ENCODER, Resolved, invalid } from './options';
-import { normal, rng } from './random';
+import { normal, rng } from '../random';
 
 /** The encoder a random-encoder spec describes; refused when larger than any DINOv2. */
 export function randomEncoderSpec(r: Resolved<typeof RANDOM_ENCODER>): EncoderSpec {

@@ -3,10 +3,10 @@
  * decoding on the libuv pool through sharp, resize/crop/normalise on the addon's data thread),
  * or ready float32 batches supplied by the caller.
  */
-import { ImageDecodeError, InvalidArgumentError } from './errors';
+import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { ImageInput, RgbImage, decodeImage, listImages } from './images';
-import { native } from './native';
-import { permutation, rng } from './random';
+import { native } from '../native/native';
+import { permutation, rng } from '../random';
 
 export interface TensorBatch {
   data: Float32Array;

@@ -1,7 +1,7 @@
 /**
  * Micro-batching of concurrent predict() requests.
  */
-import { InvalidArgumentError } from './errors';
+import { InvalidArgumentError } from '../errors';
 
 /**
  * Collects single-image requests that arrive close together and runs them as one batch: a busy

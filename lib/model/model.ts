@@ -8,25 +8,25 @@ import {
   EncoderSpec, TensorMap, inferEncoderSpec, inferNetworkConfig, interpretCheckpoint,
   newNetworkConfig, readEncoderFile, withEncoderPrefix,
 } from './architecture';
-import { readCheckpointFile } from './checkpoint/reader';
-import { upstreamStateDict, writeModelFile } from './checkpoint/model-file';
-import { TensorToSave } from './checkpoint/writer';
-import { BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from './errors';
-import { NativeInferResult, NativeModelInstance, NativeTensor, native } from './native';
-import { FitSource, checkTensorBatch } from './data';
+import { readCheckpointFile } from '../checkpoint/reader';
+import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
+import { TensorToSave } from '../checkpoint/writer';
+import { BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../errors';
+import { NativeInferResult, NativeModelInstance, NativeTensor, native } from '../native/native';
+import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
-import { ImageInput, RgbImage, decodeImage } from './images';
+import { ImageInput, RgbImage, decodeImage } from '../data/images';
 import { CREATE, CreateOptions, FIT, INFER, LOAD, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
-import { MicroBatcher } from './predict';
-import { InferTensorResult, Prediction, PredictOptions, Thresholds, predictionOf } from './postprocess';
-import { writeHeatmap } from './heatmap';
-import { EvaluationReport, ScoredSet, calibrationFrom, evaluationFrom, scoreLabelledSet } from './evaluation';
-import { resolveEncoderName } from './weights';
-import { packageVersion } from './runtime';
+import { MicroBatcher } from './batcher';
+import { InferTensorResult, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
+import { writeHeatmap } from '../results/heatmap';
+import { EvaluationReport, ScoredSet, calibrationFrom, evaluationFrom, scoreLabelledSet } from '../results/evaluation';
+import { resolveEncoderName } from '../weights';
+import { packageVersion } from '../native/runtime';
 
 export type { CreateOptions, LoadOptions, ModelConfig, Precision, RandomEncoderSpec } from './options';
-export type { InferTensorResult, Tensor } from './postprocess';
+export type { InferTensorResult, Tensor } from '../results/postprocess';
 
 function toNativeTensors(m: TensorMap): NativeTensor[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));

@@ -5,9 +5,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { RgbImage } from './images';
-import { FileWriteError } from './errors';
-import { ensureDir, writeAtomically } from './files';
+import { RgbImage } from '../data/images';
+import { FileWriteError } from '../errors';
+import { ensureDir, writeAtomically } from '../files';
 
 // matplotlib's viridis sampled at 9 evenly spaced points (a perceptually uniform map).
 const VIRIDIS = [

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { InvalidArgumentError } from './errors';
+import { InvalidArgumentError } from '../errors';
 import { listImages, readRegularFile, sharpFailure } from './images';
 
 export interface LabelledImage {

@@ -5,14 +5,14 @@
  * Meta's, timm's and TorchScript names to them. Shapes decide the architecture, explicit
  * options override, and a mismatch is a CheckpointError naming the key and both shapes.
  */
-import { CheckpointError, InvalidArgumentError } from './errors';
-import { readSavedModel } from './checkpoint/model-file';
-import type { Thresholds } from './postprocess';
-export type { Thresholds } from './postprocess';
+import { CheckpointError, InvalidArgumentError } from '../errors';
+import { readSavedModel } from '../checkpoint/model-file';
+import type { Thresholds } from '../results/postprocess';
+export type { Thresholds } from '../results/postprocess';
 import { DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM } from './options';
-import { PyObject } from './checkpoint/pickle';
-import { CheckpointFile, collectModuleTensors, readCheckpointFile } from './checkpoint/reader';
-import { HostTensor } from './checkpoint/tensor';
+import { PyObject } from '../checkpoint/pickle';
+import { CheckpointFile, collectModuleTensors, readCheckpointFile } from '../checkpoint/reader';
+import { HostTensor } from '../checkpoint/tensor';
 
 export type TensorMap = Map<string, HostTensor>;
 

@@ -5,7 +5,7 @@
  * the mask being the normalised map above 0.5. Also the image geometry evaluation needs (masks
  * transformed as the images are).
  */
-import type { RgbImage } from './images';
+import type { RgbImage } from '../data/images';
 
 /** anomalib's PostProcessor buffers. */
 export interface Thresholds {

@@ -4,8 +4,8 @@
  */
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import type { NetworkConfig } from './architecture';
-import { NativeLoadError } from './errors';
+import type { NetworkConfig } from '../model/architecture';
+import { NativeLoadError } from '../errors';
 
 export interface NativeTensor {
   name?: string;
@@ -92,7 +92,7 @@ export interface NativeAddon {
   NativeModel: new (threads?: number) => NativeModelInstance;
 }
 
-const packageRoot = path.join(__dirname, '..');
+const packageRoot = path.join(__dirname, '..', '..');
 
 /** scripts/libtorch.js: the one libtorch locator, shared with the build (plain JS, no build step). */
 export interface LibtorchLocation {

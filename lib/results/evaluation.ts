@@ -6,7 +6,7 @@
  * (nearest resize, centre crop).
  */
 import type { Thresholds } from './postprocess';
-import { LabelledImage, readLabelledSet, readMask } from './dataset';
+import { LabelledImage, readLabelledSet, readMask } from '../data/dataset';
 import { aupro, auroc, averagePrecision, connectedComponents, f1Max } from './metrics';
 import { maskToCrop } from './postprocess';
 

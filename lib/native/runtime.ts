@@ -35,7 +35,7 @@ let version: string | undefined;
 
 /** This package's version (read once from its package.json). */
 export function packageVersion(): string {
-  version ??= (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  version ??= (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
   return version;
 }
 
