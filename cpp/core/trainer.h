@@ -8,12 +8,14 @@
 namespace inpformer {
 
 struct TrainOptions {
-  int64_t totalSteps = 1;
-  int64_t warmupSteps = 100;
-  double learningRate = 1e-3;
-  double finalLearningRate = 1e-4;
-  double weightDecay = 1e-4;
-  double gradClipNorm = 0.1;
+  // A run's options, all set from lib/model/options.ts's resolved record (no defaults here).
+  int64_t totalSteps = 0;
+  int64_t warmupSteps = 0;
+  double learningRate = 0;
+  double finalLearningRate = 0;
+  double weightDecay = 0;
+  double gradClipNorm = 0;
+  // The recipe's constants (INP_Former_Single_Class.py), not options.
   double inpLossWeight = 0.2;
   double softMiningPower = 3.0;
 };

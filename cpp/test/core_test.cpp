@@ -64,7 +64,20 @@ InpFormerConfig referenceConfig() {
   c.encoder.patchSize = 14;
   c.encoder.posGridSize = 37;
   c.encoder.mlpHiddenDim = 384;
+  c.encoder.lnEps = 1e-6;
+  c.encoder.interpolateOffset = 0.1;
+  c.targetLayers = {2, 3, 4, 5, 6, 7, 8, 9};
+  c.fuseLayerEncoder = {{0, 1, 2, 3}, {4, 5, 6, 7}};
+  c.fuseLayerDecoder = {{0, 1, 2, 3}, {4, 5, 6, 7}};
+  c.removeClassToken = true;
+  c.inpNum = 6;
   c.numHeads = 4;
+  c.decoderDepth = 8;
+  c.extractorDepth = 1;
+  c.inpLnEps = 1e-8;
+  c.mlpRatio = 4;
+  c.qkvBias = true;
+  c.mlpBias = true;
   return c;
 }
 
