@@ -1,0 +1,77 @@
+// Side by side, in one run: inference of this package against the plain-PyTorch INP-Former
+// (bench/reference/inp_former.py, checked against reference-a first) on the same random weights
+// of the real shapes and the same input tensors. Python gets its best setting
+// (OMP_WAIT_POLICY=PASSIVE) and the same thread count; the two alternate, each in its own
+// process, and each row reports the median of `iters` timed runs after a warm-up, the peak RSS
+// of each process, and how far the scores agree. Preprocessing is left out on both sides.
+//   node bench/side-by-side.js [--rounds 2] [--quick]
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const PY = '/usr/bin/python3';
+const RUN = path.join(__dirname, 'reference', 'run.py');
+const FIXTURE = path.join(__dirname, '..', '..', 'shared', 'fixtures', 'reference-a');
+
+const CONFIGS = [
+  { name: 'ViT-S/14 reg4, 224 px, batch 8', dim: 384, depth: 12, heads: 6, registers: 4, size: 224, batch: 8, iters: 5 },
+  { name: 'ViT-S/14, 224 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 1, iters: 9 },
+  { name: 'ViT-S/14, 392 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 392, batch: 1, iters: 5 },
+  { name: 'ViT-B/14 reg4, 392 px, batch 1', dim: 768, depth: 12, heads: 12, registers: 4, size: 392, batch: 1, iters: 3 },
+];
+
+async function nodeChild([weights, input, batch, size, iters]) {
+  const { InpFormer } = require('..');
+  [batch, size, iters] = [batch, size, iters].map(Number);
+  const model = await InpFormer.load(weights, { imageSize: size, cropSize: size });
+  const x = new Float32Array(fs.readFileSync(input).buffer.slice(0));
+  const times = [];
+  let scores;
+  for (let i = 0; i <= iters; i++) {
+    const t0 = performance.now();
+    scores = (await model.inferTensor(x, [batch, 3, size, size])).scores;
+    if (i) times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  await model.dispose();
+  process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, scores: [...scores] }));
+}
+
+function main() {
+  const arg = (n, d) => (process.argv.includes(n) ? Number(process.argv[process.argv.indexOf(n) + 1]) : d);
+  const rounds = arg('--rounds', 2);
+  const threads = require('..').runtime().threads;
+  const env = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' };
+  const check = execFileSync(PY, [path.join(__dirname, 'reference', 'inp_former.py'), FIXTURE], { encoding: 'utf8' });
+  console.log(`Python model against reference-a:\n${check}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inp-former-side-'));
+  const rows = [];
+  for (const c of process.argv.includes('--quick') ? CONFIGS.slice(0, 1) : CONFIGS) {
+    const weights = path.join(dir, `w-${c.dim}-${c.registers}.pth`);
+    const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
+    if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
+    execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
+    const py = [];
+    const ours = [];
+    for (let r = 0; r < rounds; r++) {
+      py.push(JSON.parse(execFileSync(PY, [RUN, 'infer', weights, input, '--batch', c.batch, '--size', c.size, '--iters', c.iters, '--threads', threads].map(String), { env, encoding: 'utf8' })));
+      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, '--node-child', weights, input, c.batch, c.size, c.iters].map(String), { encoding: 'utf8' })));
+    }
+    const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
+    const low = (xs, k) => Math.min(...xs.map((x) => x[k]));
+    const scoreDiff = Math.max(...py[0].scores.map((s, i) => Math.abs(s - ours[0].scores[i]) / Math.abs(s)));
+    const row = { config: c.name, python: best(py, 'imagesPerSecond'), ours: best(ours, 'imagesPerSecond'), pythonRss: low(py, 'peakRssMiB'), oursRss: low(ours, 'peakRssMiB'), scoreDiff };
+    rows.push(row);
+    console.log(`${row.config}: Python ${row.python.toFixed(2)} img/s, ours ${row.ours.toFixed(2)} (${(row.ours / row.python).toFixed(2)}x); peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)}`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { threads, rows };
+}
+
+if (process.argv[2] === '--node-child') nodeChild(process.argv.slice(3));
+else {
+  const r = main();
+  console.log(JSON.stringify(r));
+}
