@@ -7,8 +7,7 @@
   run.py infer WEIGHTS INPUT --batch B --size PX --iters K
       inference timing of the plain-PyTorch model (bench/reference/inp_former.py):
       JSON { imagesPerSecond, peakRssMiB, scores }
-Run with OMP_WAIT_POLICY=PASSIVE (Python halves its speed without it) and the thread count to
-compare, as bench/side-by-side.js does.
+bench/side-by-side.js runs it with and without OMP_WAIT_POLICY=PASSIVE and keeps the better.
 """
 import argparse
 import json
