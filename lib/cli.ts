@@ -9,7 +9,7 @@ import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
-import { FIT, RUNTIME } from './model/options';
+import { FIT, RUNTIME, Schema } from './model/options';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
 import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './model/architecture';
@@ -22,12 +22,12 @@ import { doctor, formatDoctorReport } from './native/doctor';
 export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };
 
 /**
- * The CLI's option flags: each is an option of lib/options.ts, which owns its range, default and
+ * The CLI's option flags: each is an option of lib/model/options.ts, which owns its range, default and
  * help. Checked before anything runs, so a typo never starts a 120 GB allocation
  * (--image-size 100000), a run that never ends (--threads 100000) or a fit that saves NaN
  * weights (--lr=1e308). Integers are decimal only (`0x10` is not 16).
  */
-type Flag = { flag: string; schema: Record<string, { doc: string; fallback?: unknown; check: (v: unknown, n: string) => unknown }>; key: string; kind: 'integer' | 'number' | 'text' };
+type Flag = { flag: string; schema: Schema; key: string; kind: 'integer' | 'number' | 'text' };
 const flag = (name: string, schema: Flag['schema'], key: string, kind: Flag['kind']): Flag => ({ flag: name, schema, key, kind });
 const RUNTIME_FLAGS = [
   flag('device', RUNTIME, 'device', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),

@@ -75,29 +75,34 @@ test('saving where a folder cannot be made is an error naming the target, at onc
   await model.dispose();
 });
 
+/** Run `fn` on a fresh tmpfs of `size` (root only), unmounted afterwards whatever happens. */
+async function onTmpfs(size, fn) {
+  const disk = tmpdir();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', disk]);
+  try {
+    await fn(disk);
+  } finally {
+    execFileSync('umount', [disk]);
+  }
+}
+
 test('a full disk is a CheckpointError naming the target; no temp file and no new folder left', async (t) => {
   const { CheckpointError } = require('..');
   if (process.getuid() !== 0) return t.log('skipped: mounting a small tmpfs needs root (CI runs as root)');
-  const disk = tmpdir();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk]);
-  try {
+  await onTmpfs('64k', async (disk) => {
     const model = await InpFormer.create({ encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 });
     const target = path.join(disk, 'new-folder', 'model.pth');
     const err = await t.throwsAsync(model.save(target), { instanceOf: CheckpointError });
     t.true(err.message.startsWith(`${target}: cannot write: ENOSPC`), err.message);
     t.deepEqual(fs.readdirSync(disk), [], 'neither the temp file nor the folder made for it');
     await model.dispose();
-  } finally {
-    execFileSync('umount', [disk]);
-  }
+  });
 });
 
 test('a read-only target is an error naming the target, for checkpoints and heatmaps; the old files are kept', async (t) => {
   const { CheckpointError, FileWriteError } = require('..');
   if (process.getuid() !== 0) return t.log('skipped: a read-only mount needs root (CI runs as root; root ignores file modes)');
-  const disk = tmpdir();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk]);
-  try {
+  await onTmpfs('1m', async (disk) => {
     const model = await InpFormer.create({ encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 });
     t.teardown(() => model.dispose());
     const target = path.join(disk, 'model.pth');
@@ -114,7 +119,5 @@ test('a read-only target is an error naming the target, for checkpoints and heat
     t.true(err3.message.startsWith(`${heatmap}: cannot write: EROFS`), err3.message);
     t.deepEqual(fs.readdirSync(disk), ['model.pth']);
     t.is(fs.readFileSync(target, 'utf8'), 'previous', 'the old file is untouched');
-  } finally {
-    execFileSync('umount', [disk]);
-  }
+  });
 });

@@ -11,8 +11,6 @@ import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../model/options';
 import { openRegularFile } from '../files';
 
-export { DEFAULT_MAX_IMAGE_PIXELS };
-
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp']);
 
 export interface RgbImage {

@@ -74,7 +74,7 @@ export const abortSignal: Check<AbortSignal> = (v, name) => {
   return v;
 };
 
-interface Rule<T> {
+export interface Rule<T> {
   check: Check<T>;
   /** applied when the option is not given; `undefined`: the option stays unset */
   fallback?: T;
@@ -89,7 +89,7 @@ const opt = <T>(check: Check<T>, doc: string): Rule<T | undefined> => ({ check: 
 /** An option that must be given. */
 const req = <T>(check: Check<T>, doc: string): Rule<T> => ({ check, doc, required: true });
 
-type Schema = Record<string, Rule<unknown>>;
+export type Schema = Record<string, Rule<unknown>>;
 export type Resolved<S extends Schema> = { [K in keyof S]: S[K] extends Rule<infer T> ? T : never };
 
 /** Edit distance, for "did you mean". */
@@ -157,16 +157,6 @@ function describe(rule: Rule<unknown>): string {
     if (m) return m[1];
   }
   return 'a value';
-}
-
-/** One option checked on its own (the CLI checks its flags so, naming the flag). */
-export function checkOne<S extends Schema, K extends keyof S & string>(schema: S, key: K, value: unknown, name: string): Resolved<S>[K] {
-  return schema[key].check(value, name) as Resolved<S>[K];
-}
-
-/** The default of an option, for help texts. */
-export function defaultOf(schema: Schema, key: string): unknown {
-  return schema[key].fallback;
 }
 
 export const SEED = integer(0, 2 ** 32 - 1);

@@ -230,24 +230,21 @@ async function loadTrainingState(file: string): Promise<{ state: TrainingState; 
 export async function runTraining(
   ctx: TrainingContext,
   source: FitSource,
-  options: Resolved<typeof FIT>,
+  o: Resolved<typeof FIT>,
   emit: (e: FitProgress) => void,
 ): Promise<FitSummary> {
-  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
+  const warn = o.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
   const report = (e: FitProgress) => {
     emit(e);
-    if (options.onProgress) {
+    if (o.onProgress) {
       try {
-        options.onProgress(e);
+        o.onProgress(e);
       } catch (err) {
         warn(`onProgress threw (ignored): ${(err as Error)?.message ?? err}`);
       }
     }
   };
-  const o = options;
-  const maxSteps = o.maxSteps;
-  const everyEpochs = o.checkpoint?.everyEpochs ?? 1;
-  if (options.signal?.aborted) throw new AbortError('training aborted before it started');
+  if (o.signal?.aborted) throw new AbortError('training aborted before it started');
 
   const source_: BatchSource = await batchSource(source, {
     batchSize: o.batchSize,
@@ -262,20 +259,20 @@ export async function runTraining(
     warn,
   });
   const perEpoch = source_.stepsPerEpoch;
-  if (perEpoch === undefined && maxSteps === undefined)
+  if (perEpoch === undefined && o.maxSteps === undefined)
     throw new InvalidArgumentError('with an iterable of batches of unknown length, pass maxSteps (it sets the learning-rate schedule)');
-  let totalSteps = Math.min(perEpoch === undefined ? Infinity : perEpoch * o.epochs, maxSteps ?? Infinity);
+  let totalSteps = Math.min(perEpoch === undefined ? Infinity : perEpoch * o.epochs, o.maxSteps ?? Infinity);
 
   let epochsDone = 0;
   let resume: Awaited<ReturnType<typeof loadTrainingState>> | undefined;
-  if (options.resumeFrom) {
-    resume = await loadTrainingState(options.resumeFrom);
+  if (o.resumeFrom) {
+    resume = await loadTrainingState(o.resumeFrom);
     totalSteps = resume.state.totalSteps;
     epochsDone = resume.state.epochsDone;
     // a resume equals an uninterrupted run only with the same recipe: say what differs
     const now = recipeOf(o);
     const changed = Object.entries(resume.state.options ?? {}).filter(([k, v]) => k in now && now[k] !== v);
-    if (changed.length) warn(`resuming ${options.resumeFrom} with ${changed.map(([k, v]) => `${k} ${now[k]} (the run used ${v})`).join(', ')}: the result will differ from an uninterrupted run`);
+    if (changed.length) warn(`resuming ${o.resumeFrom} with ${changed.map(([k, v]) => `${k} ${now[k]} (the run used ${v})`).join(', ')}: the result will differ from an uninterrupted run`);
   }
   try {
     const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;
@@ -307,7 +304,7 @@ export async function runTraining(
     let inpSum = 0;
     let n = 0;
     for await (const batch of source_.epoch(epoch)) {
-      if (options.signal?.aborted) throw new AbortError(`training aborted after step ${step}`);
+      if (o.signal?.aborted) throw new AbortError(`training aborted after step ${step}`);
       dataWait += batch.waitSeconds;
       let s;
       try {
@@ -336,8 +333,8 @@ export async function runTraining(
       lr: lastLr, gradNorm: lastGrad, imagesPerSecond: rate(), etaSeconds: eta(),
     });
     const last = epochsDone >= o.epochs || step >= totalSteps;
-    if (options.checkpoint && (epochsDone % everyEpochs === 0 || last)) {
-      await saveTrainingState(ctx, options.checkpoint.path, { epochsDone, totalSteps, options: recipeOf(o) });
+    if (o.checkpoint && (epochsDone % o.checkpoint.everyEpochs === 0 || last)) {
+      await saveTrainingState(ctx, o.checkpoint.path, { epochsDone, totalSteps, options: recipeOf(o) });
     }
   }
   const seconds = (performance.now() - started) / 1000;
