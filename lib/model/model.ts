@@ -21,7 +21,9 @@ import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
 import { InferTensorResult, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
 import { writeHeatmap } from '../results/heatmap';
-import { EvaluationReport, ScoredSet, calibrationFrom, evaluationFrom, scoreLabelledSet } from '../results/evaluation';
+import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
+import type { EvaluationReport } from '../results/report';
+import { calibrationOffThread, evaluationOffThread } from '../results/report-thread';
 import { resolveEncoderName } from '../weights';
 import { packageVersion } from '../native/runtime';
 
@@ -278,13 +280,13 @@ export class InpFormer {
   async calibrate(dir: string, onWarning?: (m: string) => void): Promise<Thresholds> {
     const warn = onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
     const set = await this.#scoreLabelledSet(dir);
-    this.#thresholds = calibrationFrom(set, warn);
+    this.#thresholds = await calibrationOffThread(set, warn);
     return { ...this.#thresholds };
   }
 
   /** Image and pixel metrics on an MVTec AD-layout category, overall and per defect type. */
   async evaluate(dir: string): Promise<EvaluationReport> {
-    return evaluationFrom(await this.#scoreLabelledSet(dir));
+    return evaluationOffThread(await this.#scoreLabelledSet(dir));
   }
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
