@@ -18,7 +18,7 @@ ROOTFS=${INP_FORMER_TRIXIE:-/var/cache/inp-former/trixie}
 WORK=/work/inp-former               # the checkout's path inside the chroot
 SHARED_SRC=$(cd "$REPO/.." && pwd)/shared
 # python3-torch: the suite cross-checks saved files with Python's torch.load, as on Debian 12.
-PACKAGES="libtorch-dev libopenblas0-pthread python3-torch nodejs npm cmake g++ make git ca-certificates python3 patchelf"
+PACKAGES="libtorch-dev libopenblas0-pthread python3-torch nodejs npm cmake g++ make git ca-certificates python3 patchelf redis-server"
 STAMP="$ROOTFS/.inp-former-ready"
 
 log() { echo "trixie: $*" >&2; }
@@ -82,6 +82,9 @@ in_chroot() {
     bash -c "cd '$dir' && $cmd" || rc=$?
   umount_all
   trap - EXIT
+  # release the lock: ensure calls this twice, the second time from a subshell, which would
+  # otherwise wait for ever on the lock its own parent still holds
+  exec 9>&-
   return $rc
 }
 
