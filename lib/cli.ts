@@ -9,7 +9,8 @@ import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
-import { FIT, RUNTIME, Schema } from './model/options';
+import { FIT, RUNTIME, Schema, WORKER } from './model/options';
+import { WorkerEvent, startWorker } from './queue/worker';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
 import { inferEncoderSpec, inferNetworkConfig, interpretCheckpoint } from './model/architecture';
@@ -32,6 +33,12 @@ const flag = (name: string, schema: Flag['schema'], key: string, kind: Flag['kin
 const RUNTIME_FLAGS = [
   flag('device', RUNTIME, 'device', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),
   flag('max-image-pixels', RUNTIME, 'maxImagePixels', 'integer'),
+];
+const WORKER_FLAGS = [
+  flag('redis', WORKER, 'redis', 'text'), flag('models', WORKER, 'models', 'text'), flag('queue', WORKER, 'name', 'text'),
+  flag('prefix', WORKER, 'prefix', 'text'), flag('concurrency', WORKER, 'concurrency', 'integer'), flag('cache', WORKER, 'cacheSize', 'integer'),
+  flag('threads', WORKER, 'threads', 'integer'), flag('device', WORKER, 'device', 'text'), flag('lock-ms', WORKER, 'lockDurationMs', 'integer'),
+  flag('stalled-ms', WORKER, 'stalledIntervalMs', 'integer'), flag('max-stalled', WORKER, 'maxStalledCount', 'integer'),
 ];
 const FIT_FLAGS = [
   flag('epochs', FIT, 'epochs', 'integer'), flag('batch-size', FIT, 'batchSize', 'integer'), flag('max-steps', FIT, 'maxSteps', 'integer'),
@@ -87,6 +94,7 @@ Commands:
   info <checkpoint>                  format, architecture, tensors and thresholds of a file
   weights download <name>            fetch Meta's DINOv2 weights into ${cacheDir()}
   doctor                             libtorch, binary, BLAS, CPU features, threads, CUDA; what to install
+  worker --redis <url> --models <dir>   run queued fit/predict/evaluate jobs (inp-former/queue; needs bullmq, ioredis)
 
 Run inp-former <command> --help for its options.`,
   fit: `inp-former fit <dir> --out <model.pth> [options]
@@ -101,6 +109,14 @@ ${flagHelp(FIT_FLAGS)}
 Ctrl-C stops after the current step and saves the model to --out.`,
   predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]\n\n${flagHelp(RUNTIME_FLAGS)}`,
   evaluate: `inp-former evaluate <model> <category-dir> [--json]\n\n${flagHelp(RUNTIME_FLAGS)}`,
+  worker: `inp-former worker --redis <url> --models <dir> [options]
+
+${flagHelp(WORKER_FLAGS)}
+  --json                    log events as JSON lines
+
+Runs jobs added with inp-former/queue's InpFormerQueue until stopped. SIGTERM or Ctrl-C: stop
+taking jobs and finish the running ones; a second one: quit now (another worker resumes a
+running fit from its last checkpoint once the lock expires). See docs/scale-out.md.`,
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
   doctor: `inp-former doctor [--json]    (exit code 1 when the native addon cannot load)`,
   weights: `inp-former weights download <name> [--dir <folder>]
@@ -329,6 +345,46 @@ async function cmdWeights(args: string[]): Promise<number> {
   return 0;
 }
 
+function workerEventLine(e: WorkerEvent): string | undefined {
+  switch (e.type) {
+    case 'started':
+      return `job ${e.jobId}: ${e.kind} started (attempt ${e.attempt}${e.resumeFromStep !== null ? `, resuming from step ${e.resumeFromStep}` : ''})`;
+    case 'progress':
+      return e.progress.type === 'epoch' ? `job ${e.jobId}: ${progressLine(e.progress)}` : undefined;
+    case 'completed':
+      return `job ${e.jobId}: ${e.kind} completed in ${e.seconds.toFixed(1)} s`;
+    case 'failed':
+      return `job ${e.jobId}: ${e.kind} failed after ${e.seconds.toFixed(1)} s: ${e.error}`;
+    case 'error':
+      return `worker error: ${e.error}`;
+  }
+}
+
+async function cmdWorker(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' }, ...argOptions(WORKER_FLAGS) } });
+  if (values.help) return out(HELP.worker), 0;
+  const given = optionsOf(values, WORKER_FLAGS) as { redis?: string; models?: string; name?: string };
+  if (positionals.length !== 0 || !given.redis || !given.models) throw new UsageError('usage: inp-former worker --redis <url> --models <dir> (see --help)');
+  const log = (e: WorkerEvent) => {
+    const line = values.json ? JSON.stringify({ time: new Date().toISOString(), ...e }) : workerEventLine(e);
+    if (line) process.stderr.write(line + '\n');
+  };
+  const worker = await startWorker({ ...given, redis: given.redis, models: given.models, onEvent: log });
+  process.stderr.write(`worker ${worker.id} on queue '${given.name ?? WORKER.name.fallback}' (models: ${given.models})\n`);
+  let stops = 0;
+  const stopped = new Promise<void>((done) => {
+    const stop = () => {
+      stops++;
+      process.stderr.write(stops === 1 ? 'stopping: finishing the running jobs (again to quit now)\n' : 'quitting now\n');
+      worker.close(stops > 1).then(done, done);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await stopped;
+  return stops > 1 ? 130 : 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -345,6 +401,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdWeights(rest);
       case 'doctor':
         return cmdDoctor(rest);
+      case 'worker':
+        return await cmdWorker(rest);
       case undefined:
       case '--help':
       case '-h':

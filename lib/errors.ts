@@ -105,32 +105,53 @@ export class NativeError extends InpFormerError {
   }
 }
 
+/**
+ * A queued job (inp-former/queue) failed for a reason that is not one of this package's typed
+ * errors: its worker crashed, it stalled more often than allowed, or the job was removed.
+ * `jobId` names the job; failures with a typed cause come back as that class instead.
+ */
+export class JobFailedError extends InpFormerError {
+  readonly jobId: string;
+  constructor(message: string, jobId: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_INP_JOB_FAILED', options);
+    this.jobId = jobId;
+  }
+}
+
+/** The problem part of a "file: problem" message. */
+const problemOf = (message: string, file: string) => (message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
+
+/**
+ * The class of each code an error can cross a boundary with (the native layer, a queue job),
+ * rebuilt from its message and, for the classes that name one, its file. Codes not here are not
+ * expected to cross (ERR_INP_NATIVE_LOAD, ERR_INP_NATIVE).
+ */
+const BY_CODE: Record<string, (message: string, file?: string, cause?: unknown) => InpFormerError | undefined> = {
+  ERR_INP_CHECKPOINT: (m, file) => (file ? new CheckpointError(problemOf(m, file), file) : new CheckpointError(m)),
+  ERR_INP_INVALID_ARGUMENT: (m) => new InvalidArgumentError(m),
+  ERR_INP_IMAGE: (m, file) => (file ? new ImageDecodeError(file, problemOf(m, file)) : undefined),
+  ERR_INP_BUSY: (m) => new BusyError(m),
+  ERR_INP_ABORTED: (m) => new AbortError(m),
+  ERR_INP_DISPOSED: (m) => new DisposedError(m),
+  ERR_INP_DEVICE: (m) => new DeviceError(m),
+  ERR_INP_DIVERGED: (m) => new TrainingDivergedError(m),
+  ERR_INP_OUT_OF_MEMORY: (m, _file, cause) => new OutOfMemoryError(m, { cause }),
+  ERR_INP_WRITE: (m, file) => (file ? new FileWriteError(file, problemOf(m, file)) : undefined),
+  ERR_INP_TORCH: (m, _file, cause) => new NativeError(m, 'ERR_INP_TORCH', { cause }),
+};
+
+/** The typed error of `code` with `message` (and `file`, for the classes that name one), or undefined when there is none. */
+export function errorOfCode(code: string | undefined, message: string, file?: string, cause?: unknown): InpFormerError | undefined {
+  const make = code === undefined ? undefined : BY_CODE[code];
+  return make?.(message, file, cause);
+}
+
 /** Turn an error from the native layer into its typed class; nothing comes back as the bare base class. */
 export function fromNativeError(err: unknown): InpFormerError {
   if (err instanceof InpFormerError) return err;
   const e = err as { message?: string; code?: string };
   const message = e?.message ?? String(err);
-  switch (e?.code) {
-    case 'ERR_INP_CHECKPOINT':
-      return new CheckpointError(message);
-    case 'ERR_INP_INVALID_ARGUMENT':
-      return new InvalidArgumentError(message);
-    case 'ERR_INP_BUSY':
-      return new BusyError(message);
-    case 'ERR_INP_ABORTED':
-      return new AbortError(message);
-    case 'ERR_INP_DISPOSED':
-      return new DisposedError(message);
-    case 'ERR_INP_DEVICE':
-      return new DeviceError(message);
-    case 'ERR_INP_DIVERGED':
-      return new TrainingDivergedError(message);
-    case 'ERR_INP_OUT_OF_MEMORY':
-      return new OutOfMemoryError(`${message} (try a smaller batch, image size or model)`, { cause: err });
-    case 'ERR_INP_TORCH':
-      return new NativeError(message, 'ERR_INP_TORCH', { cause: err });
-    default:
-      // not from the native layer at all (a bug in lib/): keep its stack as the cause
-      return new NativeError(message, 'ERR_INP_NATIVE', { cause: err });
-  }
+  if (e?.code === 'ERR_INP_OUT_OF_MEMORY') return new OutOfMemoryError(`${message} (try a smaller batch, image size or model)`, { cause: err });
+  // not from the native layer at all (a bug in lib/): keep its stack as the cause
+  return errorOfCode(e?.code, message, undefined, err) ?? new NativeError(message, 'ERR_INP_NATIVE', { cause: err });
 }

@@ -7,7 +7,7 @@ export type { PredictOptions, Prediction } from './results/postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
 export type { TensorBatch, FitSource } from './data/batches';
 export type { ImageInput, RawPixels } from './data/images';
-export type { EvaluationReport, MetricSet } from './results/evaluation';
+export type { EvaluationReport, MetricSet } from './results/report';
 export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './model/architecture';
 export { runtime } from './native/runtime';
 export type { RuntimeInfo, CpuInfo } from './native/runtime';
@@ -27,5 +27,6 @@ export {
   FileWriteError,
   OutOfMemoryError,
   NativeError,
+  JobFailedError,
 } from './errors';
 export { normalizeScore, normalizeMap } from './results/postprocess';

@@ -15,3 +15,4 @@ export { native } from './native/native';
 export { fromNativeError } from './errors';
 export { cacheDir } from './weights';
 export { TINY_ENCODER } from './cli';
+export { connectionOf, failureOf, failureText } from './queue/engine';

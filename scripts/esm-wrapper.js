@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// Writes dist/index.mjs, the ES-module entry, re-exporting the CommonJS build by name
-// (requiring dist/index.js does not load the native addon).
+// Writes the ES-module entries (dist/index.mjs, dist/queue/index.mjs), re-exporting each
+// CommonJS build by name (requiring them loads neither the native addon nor bullmq).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 const dist = path.join(__dirname, '..', 'dist');
-const names = Object.keys(require(path.join(dist, 'index.js'))).filter((n) => n !== 'default' && n !== '__esModule');
-const body = `import cjs from './index.js';\nexport const { ${names.join(', ')} } = cjs;\nexport default cjs;\n`;
-fs.writeFileSync(path.join(dist, 'index.mjs'), body);
+for (const entry of ['index', 'queue/index']) {
+  const names = Object.keys(require(path.join(dist, `${entry}.js`))).filter((n) => n !== 'default' && n !== '__esModule');
+  const base = path.basename(entry);
+  const body = `import cjs from './${base}.js';\nexport const { ${names.join(', ')} } = cjs;\nexport default cjs;\n`;
+  fs.writeFileSync(path.join(dist, `${entry}.mjs`), body);
+}

@@ -263,6 +263,86 @@ export const INFER = {
   features: def(boolean, false, 'also return encoder/decoder group features, prototypes and the INP loss'),
 };
 
+// The queue (inp-former/queue): producers' jobs and the worker. Job options must survive JSON
+// through Redis, so they hold no functions or signals; the worker owns checkpointing and resume.
+
+/** A model's file name under the workers' models folder: relative, inside it, no hidden parts. */
+const modelName = matching(/^(?!\/)(?!.*(^|\/)\.)[^\0\\]{1,255}$/, "a file name relative to the models folder (no leading '/', no '..' or hidden parts)");
+
+const redisChoice: Check<string | Record<string, unknown>> = (v, name) => {
+  if (typeof v === 'string' && /^rediss?:\/\/[^\s]+$/.test(v)) return v;
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  throw invalid(name, "a Redis URL ('redis://host:port/db') or ioredis options { host, port, ... }", v);
+};
+
+/** Where the queue lives: shared by producers and workers. */
+export const QUEUE = {
+  redis: req(redisChoice, "Redis URL ('redis://[user:password@]host:port[/db]', rediss:// for TLS) or ioredis options"),
+  name: def(matching(/^[A-Za-z0-9_.-]{1,100}$/, 'letters, digits, _ . - (1 to 100)'), 'inp-former', 'the queue name'),
+  prefix: def(matching(/^[A-Za-z0-9_.:-]{1,100}$/, 'letters, digits, _ . : - (1 to 100)'), 'bull', "BullMQ's key prefix in Redis"),
+};
+
+export const WORKER = {
+  ...QUEUE,
+  models: req(text, 'the folder of models and fit checkpoints, shared by all workers'),
+  concurrency: def(integer(1, 64), 1, 'jobs this worker runs at once'),
+  cacheSize: def(integer(1, 1024), 4, 'models kept loaded for predict and evaluate jobs'),
+  threads: opt(integer(1, 1024), "intra-op threads of each model (default: the model's own default)"),
+  device: opt(DEVICE, "device of the models this worker loads or creates (default: the job's, else 'cpu')"),
+  lockDurationMs: def(integer(1000, 86_400_000), 30_000, "a job's lock: a dead worker's job is handed on after about this long"),
+  stalledIntervalMs: def(integer(500, 86_400_000), 30_000, 'how often this worker looks for jobs of dead workers'),
+  maxStalledCount: def(integer(0, 1000), 1, 'times a job may lose its worker before it fails'),
+  onEvent: opt(func, "called with each job's start, progress and end (logging)"),
+};
+
+/** Per-job options of every enqueue call. */
+const JOB = {
+  id: opt(matching(/^(?!\d+$)[A-Za-z0-9_.-]{1,200}$/, 'letters, digits, _ . - (not all digits)'), 'job id; a second job with an id already queued is not added'),
+  priority: opt(integer(1, 2_097_152), '1 is the highest; unset: before all prioritised jobs'),
+  attempts: def(integer(1, 100), 1, 'tries of a job that fails with an error that is not an input error'),
+};
+
+/** fit()'s options that a queued fit takes: the worker owns checkpointing, resume and callbacks. */
+const WORKER_OWNED_FIT = ['checkpoint', 'resumeFrom', 'signal', 'onProgress', 'onWarning'];
+const FIT_OF_JOB = Object.fromEntries(Object.entries(FIT).filter(([k]) => !WORKER_OWNED_FIT.includes(k))) as Omit<typeof FIT, 'checkpoint' | 'resumeFrom' | 'signal' | 'onProgress' | 'onWarning'>;
+
+/** Check a nested object against a schema; the object itself (not its resolved form) is kept. */
+const checkedBy = (schema: Schema, where: string): Check<Record<string, unknown>> => (v, name) => {
+  resolve(schema, v, where, `${name}.`);
+  return v as Record<string, unknown>;
+};
+
+export const FIT_JOB = {
+  ...JOB,
+  model: req(modelName, "the model file to write, relative to the workers' models folder"),
+  data: req(text, 'the normal images as the workers see them: a folder or an MVTec category'),
+  create: req(checkedBy(CREATE, 'InpFormer.create()'), 'the options of InpFormer.create() (encoder, sizes, seed, ...)'),
+  fit: opt(checkedBy(FIT_OF_JOB, 'fit()'), 'the options of fit() (epochs, batchSize, validation, ...)'),
+  checkpointEveryEpochs: def(integer(1, 1_000_000), 1, 'epochs between checkpoints, from which another worker resumes'),
+};
+
+const encodedOrPath: Check<string | Uint8Array> = (v, name) => (v instanceof Uint8Array && v.length > 0 ? v : text(v, name));
+
+export const PREDICT_JOB = {
+  ...JOB,
+  model: req(modelName, "the model file, relative to the workers' models folder"),
+  inputs: req(list(encodedOrPath, 100_000), 'image paths as the workers see them, or encoded images (Buffer, Uint8Array)'),
+  mapSize: def(oneOf('input', 'crop'), 'input', "'input': maps at the input image's size; 'crop': at the model's crop"),
+  maps: def(boolean, false, 'return anomaly maps and masks, not only scores'),
+};
+
+export const EVALUATE_JOB = {
+  ...JOB,
+  model: req(modelName, "the model file, relative to the workers' models folder"),
+  data: req(text, 'a labelled MVTec-layout category as the workers see it'),
+};
+
+/** What every enqueue call takes beside its job. */
+export const ENQUEUE = {
+  signal: opt(abortSignal, 'cancels the job (queued or running)'),
+  onProgress: opt(func, "called with the job's progress events"),
+};
+
 /**
  * A model's configuration from its network and resolved runtime options: the per-device
  * defaults are decided here, from what the runtime reports (`rt`).
