@@ -68,7 +68,7 @@ std::vector<std::vector<int64_t>> groups(const Napi::Object& o, const char* key)
 
 }  // namespace
 
-torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what) {
+torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what, Memory memory) {
   if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     typeError(what + ": data must be a Float32Array");
   auto arr = data.As<Napi::Float32Array>();
@@ -81,13 +81,24 @@ torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, co
   if (numel != static_cast<int64_t>(arr.ElementLength()))
     typeError(what + ": shape holds " + std::to_string(numel) + " values but data has " +
               std::to_string(arr.ElementLength()));
+  if (memory == Memory::kBorrow && numel > 0) return torch::from_blob(arr.Data(), dims, torch::kFloat);
   auto t = torch::empty(dims, torch::kFloat);
   if (numel > 0) std::memcpy(t.data_ptr<float>(), arr.Data(), static_cast<size_t>(numel) * sizeof(float));
   return t;
 }
 
-Napi::Float32Array float32ArrayFrom(Napi::Env env, const torch::Tensor& t) {
+Napi::Float32Array float32ArrayFrom(Napi::Env env, const torch::Tensor& t, Memory memory) {
   auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
+  // Handed over: a ViT-B's 620 MB of weights would otherwise be copied a second time, here on
+  // the JS thread. Only a tensor that is alone on its whole storage qualifies (else: a copy).
+  if (memory == Memory::kHandOver && c.numel() > 0 && c.storage().use_count() == 1 && c.storage_offset() == 0 &&
+      c.storage().nbytes() == static_cast<size_t>(c.numel()) * sizeof(float)) {
+    auto* owner = new torch::Tensor(c);
+    auto buffer = Napi::ArrayBuffer::New(
+        env, owner->data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float),
+        [](Napi::Env, void*, torch::Tensor* held) { delete held; }, owner);
+    return Napi::Float32Array::New(env, static_cast<size_t>(c.numel()), buffer, 0);
+  }
   auto out = Napi::Float32Array::New(env, static_cast<size_t>(c.numel()));
   if (c.numel() > 0) std::memcpy(out.Data(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
   return out;
@@ -99,7 +110,7 @@ Napi::Array shapeToJs(Napi::Env env, const torch::Tensor& t) {
   return a;
 }
 
-std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list) {
+std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list, Memory memory) {
   std::map<std::string, torch::Tensor> out;
   for (uint32_t i = 0; i < list.Length(); ++i) {
     auto item = list.Get(i);
@@ -107,7 +118,7 @@ std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list)
     auto o = item.As<Napi::Object>();
     auto name = string(o, "name");
     if (name.empty()) typeError("a weight has no name");
-    out[name] = tensorFromJs(o.Get("data"), o.Get("shape"), "weight '" + name + "'");
+    out[name] = tensorFromJs(o.Get("data"), o.Get("shape"), "weight '" + name + "'", memory);
   }
   return out;
 }

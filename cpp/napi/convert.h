@@ -11,14 +11,26 @@
 
 namespace inpformer::napi {
 
-// Float32Array + shape -> a CPU float tensor owning a copy of the data.
-torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what);
-// A float32 CPU tensor -> a Float32Array copy.
-Napi::Float32Array float32ArrayFrom(Napi::Env env, const torch::Tensor& t);
+// How a tensor made from a Float32Array holds its data.
+enum class Memory {
+  kCopy,    // a copy, made here on the JS thread (small inputs)
+  kBorrow,  // the Float32Array's own memory, read later on the model's thread: no copy on the JS
+            // thread. The caller must keep the arrays alive and unchanged until the native job
+            // that reads them has ended (lib/native/native.ts: NativeModel.load, loadWeights).
+  kHandOver,  // (results) the tensor's memory given to JS; see float32ArrayFrom
+};
+
+// Float32Array + shape -> a CPU float tensor.
+torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what,
+                           Memory memory = Memory::kCopy);
+// A tensor -> a Float32Array: a copy, or with Memory::kHandOver, for a tensor made for JS that
+// nothing else will write (an inference result, a cloned state dict), the tensor's own memory,
+// owned by the array from then on and freed when it is collected: no copy on the JS thread.
+Napi::Float32Array float32ArrayFrom(Napi::Env env, const torch::Tensor& t, Memory memory = Memory::kCopy);
 Napi::Array shapeToJs(Napi::Env env, const torch::Tensor& t);
 
 // Named weights [{ name, data: Float32Array, shape }] -> map.
-std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list);
+std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list, Memory memory = Memory::kCopy);
 
 InpFormerConfig configFromJs(const Napi::Object& o);
 RuntimeOptions runtimeFromJs(const Napi::Object& o);

@@ -12,10 +12,10 @@ struct Unit {};  // the result of jobs that resolve to undefined
 
 Napi::Value undefinedOf(Napi::Env env, Unit&) { return env.Undefined(); }
 
-Napi::Object tensorToJs(Napi::Env env, const std::string& name, const torch::Tensor& t) {
+Napi::Object tensorToJs(Napi::Env env, const std::string& name, const torch::Tensor& t, Memory memory = Memory::kCopy) {
   auto o = Napi::Object::New(env);
   if (!name.empty()) o.Set("name", name);
-  o.Set("data", float32ArrayFrom(env, t));
+  o.Set("data", float32ArrayFrom(env, t, memory));
   o.Set("shape", shapeToJs(env, t));
   return o;
 }
@@ -76,7 +76,7 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
     auto runtime = runtimeFromJs(info[1].As<Napi::Object>());
     std::map<std::string, torch::Tensor> weights;
     const bool haveWeights = info[2].IsArray();
-    if (haveWeights) weights = namedTensorsFromJs(info[2].As<Napi::Array>());
+    if (haveWeights) weights = namedTensorsFromJs(info[2].As<Napi::Array>(), Memory::kBorrow);
     const auto seed = info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()) : 0;
     // encoderOnly: weights hold the encoder alone; the rest starts from the reference init.
     const bool encoderOnly = info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
@@ -101,7 +101,7 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
   return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
-    auto weights = namedTensorsFromJs(info[0].As<Napi::Array>());
+    auto weights = namedTensorsFromJs(info[0].As<Napi::Array>(), Memory::kBorrow);
     auto state = state_;
     return schedule<Unit>(
         info.Env(), executor(info.Env()),
@@ -123,15 +123,15 @@ Napi::Value NativeModel::infer(const Napi::CallbackInfo& info) {
         [state, images, features] { return state->get().infer(images, features); },
         [features](Napi::Env env, InferenceResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
-          o.Set("scores", float32ArrayFrom(env, r.scores));
-          o.Set("anomalyMaps", float32ArrayFrom(env, r.anomalyMaps));
+          o.Set("scores", float32ArrayFrom(env, r.scores, Memory::kHandOver));
+          o.Set("anomalyMaps", float32ArrayFrom(env, r.anomalyMaps, Memory::kHandOver));
           o.Set("mapShape", shapeToJs(env, r.anomalyMaps));
           if (features) {
             o.Set("encoderFeatures", tensorListToJs(env, r.encoderFeatures));
             o.Set("decoderFeatures", tensorListToJs(env, r.decoderFeatures));
             o.Set("prototypes", tensorToJs(env, "", r.prototypes));
             o.Set("inpLoss", Napi::Number::New(env, r.inpLoss.item<double>()));
-            o.Set("anomalyMapsRaw", float32ArrayFrom(env, r.anomalyMapsRaw));
+            o.Set("anomalyMapsRaw", float32ArrayFrom(env, r.anomalyMapsRaw, Memory::kHandOver));
           }
           return o;
         });
@@ -142,11 +142,19 @@ Napi::Value NativeModel::stateDict(const Napi::CallbackInfo& info) {
   return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto state = state_;
     return schedule<NamedTensors>(
-        info.Env(), executor(info.Env()), [state] { return state->get().stateDict(); },
+        info.Env(), executor(info.Env()),
+        [state] {
+          // A snapshot for JS, copied here on the model's thread; a float32 CPU parameter's view
+          // shares its storage, which later steps write: it is cloned, a converted one is fresh.
+          auto named = state->get().stateDict();
+          for (auto& kv : named)
+            if (kv.second.storage().use_count() > 1) kv.second = kv.second.clone();
+          return named;
+        },
         [](Napi::Env env, NamedTensors& named) -> Napi::Value {
           auto a = Napi::Array::New(env, named.size());
           for (size_t i = 0; i < named.size(); ++i)
-            a.Set(static_cast<uint32_t>(i), tensorToJs(env, named[i].first, named[i].second));
+            a.Set(static_cast<uint32_t>(i), tensorToJs(env, named[i].first, named[i].second, Memory::kHandOver));
           return a;
         });
   });

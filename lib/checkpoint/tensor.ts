@@ -80,15 +80,20 @@ export class HostTensor {
     }
   }
 
-  /** Values as float32, C order. */
+  /**
+   * Values as float32, C order. A contiguous float32 tensor whose bytes are 4-byte aligned is a
+   * view of its storage (the file's bytes), not a copy: do not write to the result.
+   */
   toFloat32(): Float32Array {
     const n = this.numel;
-    const out = new Float32Array(n);
     if (this.dtype === 'float32' && this.isContiguous) {
-      const start = this.offset * 4;
-      Buffer.from(out.buffer).set(this.storage.subarray(start, start + n * 4));
+      const start = this.storage.byteOffset + this.offset * 4;
+      if (start % 4 === 0) return new Float32Array(this.storage.buffer, start, n);
+      const out = new Float32Array(n);
+      Buffer.from(out.buffer).set(this.storage.subarray(this.offset * 4, this.offset * 4 + n * 4));
       return out;
     }
+    const out = new Float32Array(n);
     const nd = this.shape.length;
     const idx = new Array<number>(nd).fill(0);
     for (let i = 0; i < n; i++) {

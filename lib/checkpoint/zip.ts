@@ -63,10 +63,17 @@ export class ZipArchive {
     return new Promise((resolve, reject) => {
       this.zip.openReadStream(entry, (err, stream) => {
         if (err || !stream) return reject(err ?? new Error('cannot read ' + name));
-        const chunks: Buffer[] = [];
-        stream.on('data', (c: Buffer) => chunks.push(c));
+        // one buffer of the declared size, filled as chunks arrive: no concatenation of a
+        // 100 MB record in one go on the event loop, and its own (aligned) memory, which
+        // tensors can view without a copy. yauzl checks the size (validateEntrySizes).
+        const out = Buffer.allocUnsafeSlow(entry.uncompressedSize);
+        let at = 0;
+        stream.on('data', (c: Buffer) => {
+          if (at + c.length <= out.length) c.copy(out, at);
+          at += c.length;
+        });
         stream.on('error', reject);
-        stream.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+        stream.on('end', () => (at === out.length ? resolve(out) : reject(new Error(`record '${name}' holds ${at} bytes, its header says ${out.length}`))));
       });
     });
   }

@@ -12,7 +12,7 @@ import { readCheckpointFile } from '../checkpoint/reader';
 import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
 import { TensorToSave } from '../checkpoint/writer';
 import { BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../errors';
-import { NativeInferResult, NativeModelInstance, NativeTensor, native } from '../native/native';
+import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage } from '../data/images';
@@ -109,8 +109,9 @@ export class InpFormer {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.threads);
     try {
-      await nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads },
-        toNativeTensors(weights), seed, encoderOnly);
+      const tensors = toNativeTensors(weights);
+      await whileBorrowed(tensors, () =>
+        nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads }, tensors, seed, encoderOnly));
     } catch (err) {
       nativeModel.dispose();
       throw fromNativeError(err);

@@ -14,7 +14,7 @@ import { HostTensor } from '../checkpoint/tensor';
 import { writeTorchFile } from '../checkpoint/writer';
 import { BatchSource, FitSource, batchSource } from '../data/batches';
 import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from '../errors';
-import { NativeModelInstance, NativeOptimizerState, NativeTensor } from '../native/native';
+import { NativeModelInstance, NativeOptimizerState, NativeTensor, whileBorrowed } from '../native/native';
 import { FIT, Resolved } from './options';
 
 export interface FitProgress {
@@ -278,7 +278,7 @@ export async function runTraining(
     const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;
     await ctx.native.beginTraining({ totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm });
     if (resume) {
-      await ctx.native.loadWeights(resume.weights);
+      await whileBorrowed(resume.weights, () => ctx.native.loadWeights(resume.weights));
       await ctx.native.setOptimizerState(resume.optimizer);
     }
   } catch (err) {

@@ -72,7 +72,11 @@ export interface NativeTrainingOptions {
 }
 
 export interface NativeModelInstance {
-  /** `config` mirrors cpp/core/config.h's InpFormerConfig, every key required. */
+  /**
+   * `config` mirrors cpp/core/config.h's InpFormerConfig, every key required. load and
+   * loadWeights read the weights' memory on the model's thread, after returning (no copy on the
+   * JS thread): call them through `whileBorrowed`, which keeps the arrays alive until they settle.
+   */
   load(config: NetworkConfig, runtime: NativeRuntimeOptions, weights: NativeTensor[] | null, seed: number, encoderOnly: boolean): Promise<void>;
   loadWeights(weights: NativeTensor[]): Promise<void>;
   infer(data: Float32Array, shape: number[], features: boolean): Promise<NativeInferResult>;
@@ -84,6 +88,19 @@ export interface NativeModelInstance {
   optimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(state: NativeOptimizerState): Promise<void>;
   dispose(): void;
+}
+
+/** Arrays native calls are reading (Memory::kBorrow in cpp/napi/convert.h): referenced here until those calls settle. */
+const borrowed = new Set<unknown>();
+
+/** Run `call`, which borrows `arrays`' memory, keeping them alive (and so their memory valid) until it settles. */
+export async function whileBorrowed<T>(arrays: unknown, call: () => Promise<T>): Promise<T> {
+  borrowed.add(arrays);
+  try {
+    return await call();
+  } finally {
+    borrowed.delete(arrays);
+  }
 }
 
 export interface NativeAddon {
