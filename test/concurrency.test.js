@@ -8,7 +8,8 @@ const path = require('node:path');
 const { InpFormer, DisposedError } = require('..');
 const { tmpdir } = require('./helpers');
 
-const tiny = { encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 };
+// threads fixed: the exact comparisons below must not see two thread counts (last-bit differences)
+const tiny = { encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56, threads: 2 };
 
 /** Five different raw images. */
 const images = Array.from({ length: 5 }, (_, k) => {

@@ -148,7 +148,8 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   const dir = tmpdir();
   const files = (await listImages(WEAVE)).slice(0, 12);
   const opts = { epochs: 3, batchSize: 4, warmupSteps: 2, seed: 7 };
-  const create = () => InpFormer.create({ encoder: tinyEncoder, ...tinySizes, seed: 5 });
+  // threads fixed: adaptive thread counts may differ between the runs, and with them the last bits
+  const create = () => InpFormer.create({ encoder: tinyEncoder, ...tinySizes, seed: 5, threads: 2 });
 
   const a = await create();
   await a.fit(files, opts);

@@ -1,6 +1,8 @@
 // executor.cpp - SerialExecutor and core counting.
 #include "executor.h"
 
+#include "cpu_load.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <torch/torch.h>
@@ -55,7 +57,10 @@ void SerialExecutor::post(std::function<void()> job) {
 }
 
 void SerialExecutor::loop(int threads, bool exclusiveCompute) {
-  at::set_num_threads(threads > 0 ? threads : availableCores());
+  // threads <= 0: as many as the cores others leave free, decided again before each job
+  const bool adaptive = threads <= 0;
+  int current = adaptive ? availableCores() : threads;
+  at::set_num_threads(current);
   for (;;) {
     std::function<void()> job;
     {
@@ -67,6 +72,11 @@ void SerialExecutor::loop(int threads, bool exclusiveCompute) {
     }
     if (exclusiveCompute) {
       std::lock_guard<std::mutex> turn(computeMutex());
+      if (adaptive) {
+        const int free = freeCores();
+        if (free != current) at::set_num_threads(current = free);
+      }
+      setBlasThreads(current);  // OpenBLAS's pool is the process's: set for each model's turn
       job();  // jobs catch their own errors (they report through their promise)
     } else {
       job();

@@ -12,7 +12,9 @@ namespace inpformer {
 
 class SerialExecutor {
  public:
-  // exclusiveCompute: run each job holding the process-wide compute lock (see computeMutex).
+  // threads: libtorch's and OpenBLAS's threads for this executor's jobs; 0: the cores other
+  // processes leave free (cpu_load.h), decided before each job. exclusiveCompute: run each job
+  // holding the process-wide compute lock (see computeMutex).
   SerialExecutor(int threads, bool exclusiveCompute);
   ~SerialExecutor();  // finishes queued jobs, then joins
   SerialExecutor(const SerialExecutor&) = delete;

@@ -3,6 +3,11 @@
 // reference-a (INP_FORMER_FIXTURE: its folder) and the recipe's formulas in its README.
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -12,7 +17,9 @@
 #include <sstream>
 #include <string>
 
+#include "core/cpu_load.h"
 #include "core/errors.h"
+#include "core/executor.h"
 #include "core/inp_former.h"
 #include "core/optimizer.h"
 
@@ -183,6 +190,35 @@ void stableAdamWStep() {
         "clipGradNorm returns the total norm and clips to 0.1");
 }
 
+// freeCores: this process's own busy threads leave the count alone; a busy neighbour process
+// takes one core off it (with 2 or more cores). Compared with a quiet look first, so that other
+// load on the machine (a CI neighbour) does not decide the outcome.
+void freeCoresSeesNeighbours() {
+  const int cores = availableCores();
+  const auto spin = [](double seconds) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    volatile unsigned long n = 0;
+    while (std::chrono::steady_clock::now() < until) n = n + 1;
+  };
+  const auto of = [cores](int n) { return std::to_string(n) + " of " + std::to_string(cores) + " free"; };
+  freeCores();  // the first look
+  usleep(300 * 1000);
+  const int quiet = freeCores();
+  spin(0.3);  // busy, but ourselves
+  const int whileSelfBusy = freeCores();
+  check(whileSelfBusy >= quiet, "our own busy thread is not a neighbour (" + of(whileSelfBusy) + "; idle: " + of(quiet) + ")");
+  if (cores < 2) return;
+  const pid_t child = fork();
+  if (child == 0) {
+    spin(0.8);
+    _exit(0);
+  }
+  usleep(600 * 1000);
+  const int withNeighbour = freeCores();
+  waitpid(child, nullptr, 0);
+  check(withNeighbour <= std::max(1, quiet - 1), "a busy neighbour process takes a core (" + of(withNeighbour) + "; idle: " + of(quiet) + ")");
+}
+
 }  // namespace
 
 int main() {
@@ -192,6 +228,7 @@ int main() {
     return 2;
   }
   try {
+    freeCoresSeesNeighbours();  // first: forks before libtorch starts its threads
     stateDictLoader(fixture);
     learningRateSchedule(fixture);
     stableAdamWStep();

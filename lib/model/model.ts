@@ -20,7 +20,7 @@ import { CREATE, CreateOptions, FIT, INFER, LOAD, LoadOptions, ModelConfig, PRED
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
 import { InferTensorResult, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
-import { writeHeatmap } from '../results/heatmap';
+import { heatmapFiles, writeHeatmap } from '../results/heatmap';
 import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
 import type { EvaluationReport } from '../results/report';
 import { calibrationOffThread, evaluationOffThread } from '../results/report-thread';
@@ -107,7 +107,7 @@ export class InpFormer {
 
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {
     const addon = native();
-    const nativeModel = new addon.NativeModel(config.threads);
+    const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
     try {
       const tensors = toNativeTensors(weights);
       await whileBorrowed(tensors, () =>
@@ -175,7 +175,7 @@ export class InpFormer {
 
   /**
    * Train on normal images: a folder (recursive; an MVTec category root means train/good), an
-   * array of paths / encoded Buffers / raw pixels, or an iterable of ready [B,3,H,W] batches.
+   * array of paths / encoded images (Buffer or Uint8Array) / raw pixels, or an iterable of ready [B,3,H,W] batches.
    * Returns a TrainingRun: `await` it for the summary, `for await` it for progress events.
    * While it runs, other calls on this model reject with BusyError.
    */
@@ -238,7 +238,7 @@ export class InpFormer {
   }
 
   /**
-   * Score images: file paths, encoded Buffers or raw pixels { data, width, height, channels }.
+   * Score images: file paths, encoded images (Buffer or any Uint8Array) or raw pixels { data, width, height, channels }.
    * Concurrent calls are batched together natively. With thresholds (calibrate(), an anomalib
    * checkpoint, fit's validation), results carry normalised scores, labels and masks.
    */
@@ -247,12 +247,8 @@ export class InpFormer {
   async predict(input: ImageInput | ImageInput[], options: PredictOptions = {}): Promise<Prediction | Prediction[]> {
     const o = resolve(PREDICT, options, 'predict()');
     if (Array.isArray(input)) {
-      return Promise.all(
-        input.map((x, i) => {
-          const name = typeof x === 'string' ? path.basename(x).replace(/\.[^.]+$/, '') : String(i);
-          return this.#predictOne(x, i, o.heatmap ? path.join(o.heatmap, `${name}.png`) : undefined, o);
-        }),
-      );
+      const heatmaps = o.heatmap ? heatmapFiles(input, o.heatmap) : undefined;
+      return Promise.all(input.map((x, i) => this.#predictOne(x, i, heatmaps?.[i], o)));
     }
     return this.#predictOne(input, 0, o.heatmap, o);
   }

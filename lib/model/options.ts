@@ -202,7 +202,7 @@ const DEVICE = matching(/^(cpu|auto|cuda(:\d{1,3})?)$/, "'cpu', 'cuda', 'cuda:N'
 export const RUNTIME = {
   device: def(DEVICE, 'cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'"),
   precision: def(oneOf('float32', 'bfloat16'), 'float32', "'float32' (exact to the reference) or 'bfloat16'"),
-  threads: opt(integer(1, 1024), "intra-op threads of the model's native thread (default: the cores this process may use)"),
+  threads: opt(integer(1, 1024), "threads of the model's matrix products and ops (default: the cores this process may use that other processes leave free, looked at before each job)"),
   imageSize: def(integer(1, 4096), 448, 'resize to imageSize x imageSize before the crop'),
   cropSize: def(integer(1, 4096), 392, 'centre crop; a multiple of the patch size'),
   predictBatchSize: opt(integer(1, 1024), 'most images one native run of concurrent predict() calls takes (default 8 on CUDA, 1 on the CPU)'),
@@ -357,12 +357,14 @@ export function modelConfig(
   // batching pays on a GPU; on the CPU it was measured slower per image (docs/benchmarks.md)
   const onCuda = device.startsWith('cuda') || (device === 'auto' && rt.cudaAvailable);
   const predictBatchSize = o.predictBatchSize ?? (onCuda ? 8 : 1);
-  return { network, imageSize, cropSize, precision, device, threads, predictBatchSize, maxImagePixels, source };
+  return { network, imageSize, cropSize, precision, device, threads, adaptiveThreads: o.threads === undefined, predictBatchSize, maxImagePixels, source };
 }
 
 // The public option types, documented for editors; their rules are above.
 
 export type Precision = 'float32' | 'bfloat16';
+/** Where a model runs: 'cpu', the current CUDA device, CUDA device N, or CUDA when available. */
+export type Device = 'cpu' | 'cuda' | `cuda:${number}` | 'auto';
 
 /** An encoder built from an architecture with random weights: for tests and the offline demo only. */
 export interface RandomEncoderSpec {
@@ -384,9 +386,13 @@ export interface CreateOptions extends ArchitectureOptions {
    */
   encoder?: string | RandomEncoderSpec;
   /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' */
-  device?: string;
+  device?: Device;
   precision?: Precision;
-  /** intra-op threads of this model's native thread (default: the cores this process may use) */
+  /**
+   * Threads of the model's matrix products and ops, fixed. Default: before each job, the cores
+   * this process may use less those other processes keep busy (a busy neighbour on one of 2
+   * cores made a 2-thread job up to 20x slower than a 1-thread one: docs/benchmarks.md).
+   */
   threads?: number;
   /** resize to imageSize x imageSize before the crop (default 448) */
   imageSize?: number;
@@ -419,7 +425,10 @@ export interface ModelConfig {
   cropSize: number;
   precision: Precision;
   device: string;
+  /** the most threads a job uses: the `threads` option, or the cores this process may use */
   threads: number;
+  /** true when `threads` was not given: each job uses the cores other processes leave free, at most `threads` */
+  adaptiveThreads: boolean;
   predictBatchSize: number;
   maxImagePixels: number;
   /** where the weights came from */
