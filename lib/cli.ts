@@ -31,7 +31,7 @@ export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHea
 type Flag = { flag: string; schema: Schema; key: string; kind: 'integer' | 'number' | 'text' };
 const flag = (name: string, schema: Flag['schema'], key: string, kind: Flag['kind']): Flag => ({ flag: name, schema, key, kind });
 const RUNTIME_FLAGS = [
-  flag('device', RUNTIME, 'device', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),
+  flag('device', RUNTIME, 'device', 'text'), flag('precision', RUNTIME, 'precision', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),
   flag('max-image-pixels', RUNTIME, 'maxImagePixels', 'integer'),
 ];
 const WORKER_FLAGS = [
@@ -96,7 +96,7 @@ Commands:
   doctor                             libtorch, binary, BLAS, CPU features, threads, CUDA; what to install
   worker --redis <url> --models <dir>   run queued fit/predict/evaluate jobs (inp-former/queue; needs bullmq, ioredis)
 
-Run inp-former <command> --help for its options.`,
+Run inp-former <command> --help for its options; inp-former --version prints the version.`,
   fit: `inp-former fit <dir> --out <model.pth> [options]
 
   --encoder <file>          DINOv2 weights (.pth, .safetensors, TorchScript); default: the small
@@ -126,6 +126,9 @@ running fit from its last checkpoint once the lock expires). See docs/scale-out.
 };
 
 class UsageError extends Error {}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the package's own version, read once
+const PACKAGE_VERSION: string = require('../package.json').version;
 
 function cmdDoctor(args: string[]): number {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
@@ -186,8 +189,8 @@ async function cmdFit(args: string[]): Promise<number> {
   if (values.help) return out(HELP.fit), 0;
   if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
   const given = optionsOf(values, FIT_FLAGS);
-  const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, threads, maxImagePixels } = given;
-  const create = { encoder: values.encoder ?? TINY_ENCODER, imageSize, cropSize, device, threads, seed, maxImagePixels } as CreateOptions;
+  const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, precision, threads, maxImagePixels } = given;
+  const create = { encoder: values.encoder ?? TINY_ENCODER, imageSize, cropSize, device, precision, threads, seed, maxImagePixels } as CreateOptions;
   await checkFitPaths({ out: values.out, checkpoint: values.checkpoint, validation: values.validation, resume: values.resume });
   if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
   const model = await InpFormer.create(create);
@@ -215,6 +218,10 @@ async function cmdFit(args: string[]): Promise<number> {
     if (tty) process.stderr.write('\n');
     await model.save(values.out);
     out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
+    if (summary.thresholds) {
+      const th = summary.thresholds;
+      out(`calibrated on ${values.validation}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
+    }
     return 0;
   } catch (err) {
     if (interrupted && (err as InpFormerError).code === 'ERR_INP_ABORTED') {
@@ -403,6 +410,10 @@ export async function main(argv: string[]): Promise<number> {
         return cmdDoctor(rest);
       case 'worker':
         return await cmdWorker(rest);
+      case '--version':
+      case '-v':
+        out(PACKAGE_VERSION);
+        return 0;
       case undefined:
       case '--help':
       case '-h':

@@ -3,9 +3,16 @@
  * stable `code`; native errors arrive with the same codes (cpp/core/errors.h).
  */
 
+/** Every code an InpFormerError can carry (a literal union: a misspelt code does not compile). */
+export type ErrorCode =
+  | 'ERR_INP' | 'ERR_INP_NATIVE_LOAD' | 'ERR_INP_CHECKPOINT' | 'ERR_INP_INVALID_ARGUMENT' | 'ERR_INP_IMAGE'
+  | 'ERR_INP_BUSY' | 'ERR_INP_ABORTED' | 'ERR_INP_DISPOSED' | 'ERR_INP_DEVICE' | 'ERR_INP_DIVERGED'
+  | 'ERR_INP_WRITE' | 'ERR_INP_OUT_OF_MEMORY' | 'ERR_INP_TORCH' | 'ERR_INP_NATIVE' | 'ERR_INP_DOWNLOAD'
+  | 'ERR_INP_JOB_FAILED' | 'ERR_INP_QUEUE_DEPENDENCY';
+
 export class InpFormerError extends Error {
-  readonly code: string;
-  constructor(message: string, code = 'ERR_INP', options?: { cause?: unknown }) {
+  readonly code: ErrorCode;
+  constructor(message: string, code: ErrorCode = 'ERR_INP', options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;

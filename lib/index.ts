@@ -3,6 +3,8 @@
  */
 export { InpFormer } from './model/model';
 export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
+export type { Device } from './model/options';
+export type { ErrorCode } from './errors';
 export type { PredictOptions, Prediction } from './results/postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
 export type { TensorBatch, FitSource } from './data/batches';

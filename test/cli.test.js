@@ -17,10 +17,18 @@ function cli(args, options = {}) {
 }
 
 let model;
+let fitOutput;
 test.before(() => {
   model = path.join(tmpdir(), 'cli-model.pth');
-  const r = cli(['fit', WEAVE, '--out', model, '--epochs', '2', '--batch-size', '8', '--image-size', '128', '--crop-size', '112', '--warmup', '3', '--validation', WEAVE]);
-  if (r.code !== 0) throw new Error(r.stderr);
+  fitOutput = cli(['fit', WEAVE, '--out', model, '--epochs', '2', '--batch-size', '8', '--image-size', '128', '--crop-size', '112', '--warmup', '3', '--validation', WEAVE]);
+  if (fitOutput.code !== 0) throw new Error(fitOutput.stderr);
+});
+
+test('fit --validation prints the thresholds it calibrated; --version prints the version', (t) => {
+  t.regex(fitOutput.stdout, /calibrated on .*weave: image threshold \d\.\d+, pixel threshold \d\.\d+ \(saved with the model\)/);
+  const v = cli(['--version']);
+  t.is(v.code, 0);
+  t.is(v.stdout.trim(), require('../package.json').version);
 });
 
 test('fit: progress per epoch, a labelled note about the built-in encoder, the model saved', (t) => {
@@ -61,8 +69,11 @@ test('predict: table, JSON and heatmaps', async (t) => {
   t.is(rows.length, 11);
   t.true(rows.every((x) => typeof x.score === 'number' && typeof x.isAnomalous === 'boolean'));
   t.true(rows.filter((x) => x.file.includes('/hole/')).filter((x) => x.isAnomalous).length >= 5);
-  const png = path.join(heat, '000.png');
-  t.true(fs.existsSync(png));
+  // mirrored folders: hole/000.png and good/000.png both get their heatmap (they overwrote each other)
+  t.deepEqual(rows.map((x) => path.relative(heat, x.heatmap)).filter((f) => f.endsWith('000.png')).sort(), ['good/000.png', 'hole/000.png']);
+  t.is(new Set(rows.map((x) => x.heatmap)).size, 11);
+  t.true(rows.every((x) => fs.existsSync(x.heatmap)));
+  const png = path.join(heat, 'hole', '000.png');
   const meta = await sharp(png).metadata();
   t.is(meta.width, 256);
   const table = cli(['predict', model, path.join(WEAVE, 'test', 'good', '001.png')]);

@@ -38,10 +38,13 @@ test('predict before calibration: raw score and input-size map, no labels', asyn
   await model.dispose();
 });
 
-test('paths, encoded Buffers and raw pixels give the same result', async (t) => {
-  const model = await InpFormer.load(trained);
+test('paths, encoded Buffers and Uint8Arrays and raw pixels give the same result', async (t) => {
+  const model = await InpFormer.load(trained, { threads: 2 }); // one thread count: exact comparisons
   const fromPath = await model.predict(GOOD);
   const fromBuffer = await model.predict(fs.readFileSync(GOOD));
+  const bytes = fs.readFileSync(GOOD);
+  const fromUint8Array = await model.predict(new Uint8Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
+  t.is(fromUint8Array.score, fromPath.score, 'encoded bytes as a plain Uint8Array (not a Buffer)');
   const { data, info } = await sharp(GOOD).raw().toBuffer({ resolveWithObject: true });
   const fromRaw = await model.predict({ data, width: info.width, height: info.height, channels: info.channels });
   t.is(fromBuffer.score, fromPath.score);
@@ -137,5 +140,17 @@ test('heatmap PNG: input size, colour map blended, mask outline drawn', async (t
   t.true(changed > 0.9 * 256 * 256, 'the colour map covers the image');
   t.true(p.mask.some((v) => v) ? red > 0 : true, 'the predicted mask is outlined');
   t.deepEqual(fs.readdirSync(dir), ['hole.png'], 'no temporary file left');
+  await model.dispose();
+});
+
+test('heatmaps of an array keep the inputs\' folders: same-named files in two folders get two heatmaps', async (t) => {
+  const model = await InpFormer.load(trained);
+  const dir = tmpdir();
+  const good = path.join(WEAVE, 'test', 'good', '000.png');
+  const hole = path.join(WEAVE, 'test', 'hole', '000.png');
+  const results = await model.predict([good, hole, fs.readFileSync(hole), good], { heatmap: dir });
+  t.deepEqual(results.map((r) => path.relative(dir, r.heatmap)), ['good/000.png', 'hole/000.png', '2.png', 'good/000~3.png']);
+  for (const r of results) t.true(fs.statSync(r.heatmap).size > 0);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['2.png', 'good', 'hole']);
   await model.dispose();
 });

@@ -4,7 +4,7 @@
  * or ready float32 batches supplied by the caller.
  */
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
-import { ImageInput, RgbImage, decodeImage, listImages } from './images';
+import { ImageInput, RgbImage, decodeImage, isEncoded, listImages } from './images';
 import { native } from '../native/native';
 import { permutation, rng } from '../random';
 
@@ -148,7 +148,7 @@ function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
 
 export async function batchSource(source: FitSource, o: DataOptions): Promise<BatchSource> {
   if (typeof source === 'string') return new ImageBatchSource(await listImages(source), o);
-  if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || Buffer.isBuffer(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
+  if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || isEncoded(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
     if (source.length === 0) throw new InvalidArgumentError('no training images were given');
     return new ImageBatchSource(source as ImageInput[], o);
   }

@@ -28,12 +28,16 @@ export interface RawPixels {
   channels: number;
 }
 
-export type ImageInput = string | Buffer | RawPixels;
+/** A file path, an encoded image (PNG, JPEG, TIFF, WebP, BMP: a Buffer or any Uint8Array), or raw pixels. */
+export type ImageInput = string | Uint8Array | RawPixels;
+
+/** Encoded image bytes (Buffer is a Uint8Array too). */
+export const isEncoded = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
 
 
 function describe(input: ImageInput, index?: number): string {
   if (typeof input === 'string') return input;
-  if (Buffer.isBuffer(input)) return `buffer #${index ?? 0}`;
+  if (isEncoded(input)) return `buffer #${index ?? 0}`;
   return `raw image #${index ?? 0}`;
 }
 
@@ -103,8 +107,8 @@ export async function readRegularFile(file: string): Promise<Buffer> {
 export async function decodeImage(input: ImageInput, index?: number, maxPixels = DEFAULT_MAX_IMAGE_PIXELS): Promise<RgbImage> {
   if (input === null || input === undefined) throw new InvalidArgumentError(`image #${index ?? 0}: expected a path, an encoded Buffer or raw pixels, got ${input}`);
   const what = describe(input, index);
-  if (!(typeof input === 'string') && !Buffer.isBuffer(input)) return rgbFromRaw(input, what);
-  const bytes = typeof input === 'string' ? await readRegularFile(input) : input;
+  if (!(typeof input === 'string') && !isEncoded(input)) return rgbFromRaw(input, what);
+  const bytes = typeof input === 'string' ? await readRegularFile(input) : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   if (bytes.length >= 2 && bytes.toString('latin1', 0, 2) === 'BM') return decodeBmp(bytes, what, maxPixels);
   try {
     const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: maxPixels })

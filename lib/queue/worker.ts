@@ -13,7 +13,7 @@ import type IORedis from 'ioredis';
 import { AbortError, FileWriteError, InpFormerError, InvalidArgumentError } from '../errors';
 import { ensureDir } from '../files';
 import { InpFormer } from '../model/model';
-import { LoadOptions, Resolved, WORKER, resolve } from '../model/options';
+import { Device, LoadOptions, Resolved, WORKER, resolve } from '../model/options';
 import type { FitProgress } from '../model/training';
 import { RedisOptions, cancelChannel, cancelKey, connectionOf, failureText, loadEngine } from './engine';
 import { EvaluateJob, FitJob, JobKind, JobProgress, WirePredictJob, fromWireInput, toWirePrediction } from './jobs';
@@ -35,7 +35,7 @@ export interface WorkerOptions {
   /** intra-op threads of each model (default: the model's own default) */
   threads?: number;
   /** the device of every model this worker runs (default: the job's, else 'cpu'): 'cuda' for a GPU worker */
-  device?: string;
+  device?: Device;
   /** a job's lock (default 30 s): a dead worker's job is handed on after about this long */
   lockDurationMs?: number;
   /** how often this worker looks for jobs of dead workers (default 30 s) */

@@ -64,3 +64,23 @@ export async function writeHeatmap(file: string, input: HeatmapInput): Promise<v
   const png = await sharp(pixels, { raw: { width: input.image.width, height: input.image.height, channels: 3 } }).png().toBuffer();
   await writeAtomically(file, (tmp) => fs.writeFile(tmp, png), (message, cause) => new FileWriteError(file, message, { cause }));
 }
+
+/**
+ * The heatmap file of each input of a predict() over an array, in `folder`: a path keeps its
+ * place under the inputs' common folder (good/000.png and hole/000.png stay apart), other inputs
+ * (bytes, raw pixels) are named by their index; a name met twice gets its index appended, so no
+ * heatmap overwrites another.
+ */
+export function heatmapFiles(inputs: unknown[], folder: string): string[] {
+  const paths = inputs.filter((x): x is string => typeof x === 'string').map((p) => path.resolve(p));
+  const within = (p: string, dir: string) => p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
+  let common = paths.length ? path.dirname(paths[0]) : '';
+  while (!paths.every((p) => within(p, common))) common = path.dirname(common); // ends at the root at worst
+  const taken = new Set<string>();
+  return inputs.map((x, i) => {
+    let name = typeof x === 'string' ? path.relative(common, path.resolve(x)).replace(/\.[^./\\]+$/, '') : String(i);
+    if (taken.has(name)) name = `${name}~${i}`;
+    taken.add(name);
+    return path.join(folder, `${name}.png`);
+  });
+}
