@@ -8,9 +8,10 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { InpFormer } = require('..');
-const { cacheDir } = require('inp-former/internal');
-const { TINY_ENCODER } = require('inp-former/internal');
+const { InpFormer, weightsCacheDir } = require('inp-former');
+
+// without DINOv2 weights: a small random encoder, to show the pipeline (not a real detector)
+const RANDOM_ENCODER = { embedDim: 64, depth: 10, numHeads: 4, posGridSize: 16, seed: 1 };
 
 const data = path.join(__dirname, 'data', 'tiles');
 const output = path.join(__dirname, 'output');
@@ -18,7 +19,7 @@ const output = path.join(__dirname, 'output');
 function findEncoder() {
   if (process.env.INP_FORMER_ENCODER) return process.env.INP_FORMER_ENCODER;
   for (const f of ['dinov2_vits14_reg4_pretrain.pth', 'dinov2_vitb14_reg4_pretrain.pth']) {
-    const p = path.join(cacheDir(), f);
+    const p = path.join(weightsCacheDir(), f);
     if (fs.existsSync(p)) return p;
   }
   return undefined;
@@ -28,7 +29,7 @@ function findEncoder() {
   const encoder = findEncoder();
   const options = encoder
     ? { encoder, imageSize: 448, cropSize: 392 }
-    : { encoder: TINY_ENCODER, imageSize: 128, cropSize: 112, seed: 1 };
+    : { encoder: RANDOM_ENCODER, imageSize: 128, cropSize: 112, seed: 1 };
   console.log(encoder ? `encoder: ${encoder}` : 'encoder: small built-in RANDOM encoder (no DINOv2 weights found; see README for the real command)');
   const model = await InpFormer.create(options);
   const run = model.fit(data, { epochs: encoder ? 10 : 15, batchSize: 8, warmupSteps: 10, seed: 1, validation: data });

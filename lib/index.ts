@@ -5,7 +5,7 @@ export { InpFormer } from './model/model';
 export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
 export type { Device } from './model/options';
 export type { ErrorCode } from './errors';
-export type { PredictOptions, Prediction } from './results/postprocess';
+export type { PredictOptions, Prediction, LabelledSetOptions } from './results/postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
 export type { TensorBatch, FitSource } from './data/batches';
 export type { ImageInput, RawPixels } from './data/images';
@@ -14,6 +14,8 @@ export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from
 export { runtime } from './native/runtime';
 export type { RuntimeInfo, CpuInfo } from './native/runtime';
 export { doctor } from './native/doctor';
+export { downloadWeights, cacheDir as weightsCacheDir, DINOV2_WEIGHTS } from './weights';
+export type { DownloadProgress } from './weights';
 export type { DoctorReport } from './native/doctor';
 export {
   InpFormerError,

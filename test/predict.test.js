@@ -4,7 +4,7 @@ const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
 const sharp = require('sharp');
-const { InpFormer, InvalidArgumentError, ImageDecodeError } = require('..');
+const { InpFormer, InvalidArgumentError, ImageDecodeError, AbortError } = require('..');
 const { SHARED, FIXTURE, tmpdir } = require('./helpers');
 
 const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
@@ -152,5 +152,27 @@ test('heatmaps of an array keep the inputs\' folders: same-named files in two fo
   t.deepEqual(results.map((r) => path.relative(dir, r.heatmap)), ['good/000.png', 'hole/000.png', '2.png', 'good/000~3.png']);
   for (const r of results) t.true(fs.statSync(r.heatmap).size > 0);
   t.deepEqual(fs.readdirSync(dir).sort(), ['2.png', 'good', 'hole']);
+  await model.dispose();
+});
+
+test('evaluate and calibrate report progress and stop on their signal; predict on its signal', async (t) => {
+  const model = await InpFormer.load(trained);
+  const seen = [];
+  await model.evaluate(WEAVE, { onProgress: (p) => seen.push(p) });
+  t.deepEqual(seen.map((p) => p.done), [8, 16, 24, 32, 40, 48, 50]);
+  t.true(seen.every((p) => p.total === 50));
+  const controller = new AbortController();
+  const stopped = model.calibrate(WEAVE, { signal: controller.signal, onProgress: (p) => p.done >= 16 && controller.abort(), onWarning: () => {} });
+  await t.throwsAsync(stopped, { instanceOf: AbortError, message: /after 16 of 50 images/ });
+  t.is(model.thresholds, undefined, 'an aborted calibration sets nothing');
+  await t.throwsAsync(model.predict([GOOD, HOLE], { signal: AbortSignal.abort() }), { instanceOf: AbortError });
+  await t.throwsAsync(model.evaluate(WEAVE, { onWarning: () => {} }), { instanceOf: InvalidArgumentError, message: /unknown option 'onWarning' for evaluate\(\)/ });
+  // a throwing callback is a warning, not a failure
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  await model.evaluate(WEAVE, { onProgress: () => { throw new Error('boom'); } });
+  process.off('warning', onWarning);
+  t.true(warnings.some((w) => /onProgress threw \(ignored\): boom/.test(w.message)));
   await model.dispose();
 });

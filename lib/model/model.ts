@@ -11,15 +11,16 @@ import {
 import { readCheckpointFile } from '../checkpoint/reader';
 import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
 import { TensorToSave } from '../checkpoint/writer';
-import { BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../errors';
+import { AbortError, BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../errors';
 import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage } from '../data/images';
-import { CREATE, CreateOptions, FIT, INFER, LOAD, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
-import { InferTensorResult, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
+import { InferTensorResult, LabelledSetOptions, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
 import { heatmapFiles, writeHeatmap } from '../results/heatmap';
 import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
 import type { EvaluationReport } from '../results/report';
@@ -210,7 +211,7 @@ export class InpFormer {
         this.#fit = undefined;
         release();
       }
-      if (o.validation) return { ...summary, thresholds: await this.calibrate(o.validation, o.onWarning) };
+      if (o.validation) return { ...summary, thresholds: await this.calibrate(o.validation, { onWarning: o.onWarning, signal: o.signal }) };
       return summary;
     });
     if (this.#fit) this.#fit.done = run.then(undefined, () => undefined);
@@ -230,10 +231,13 @@ export class InpFormer {
     return this.#batcher;
   }
 
-  async #scoreImage(input: ImageInput, index: number): Promise<{ image: RgbImage; score: number; map: Float32Array }> {
+  async #scoreImage(input: ImageInput, index: number, signal?: AbortSignal): Promise<{ image: RgbImage; score: number; map: Float32Array }> {
     if (this.#disposed) throw new DisposedError();
+    const aborted = () => new AbortError(`predict() was aborted before image #${index} was scored`);
+    if (signal?.aborted) throw aborted();
     const image = await decodeImage(input, index, this.#config.maxImagePixels);
     const data = await native().preprocess([image], this.#config.imageSize, this.#config.cropSize);
+    if (signal?.aborted) throw aborted();
     return { image, ...(await this.#batcherFor().submit(data)) };
   }
 
@@ -254,7 +258,7 @@ export class InpFormer {
   }
 
   async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Resolved<typeof PREDICT>): Promise<Prediction> {
-    const scored = await this.#scoreImage(input, index);
+    const scored = await this.#scoreImage(input, index, options.signal);
     const { prediction, heatmapLayers } = predictionOf(scored, this.#config, this.#thresholds, options.mapSize, heatmap !== undefined);
     if (heatmap) {
       await writeHeatmap(heatmap, { image: scored.image, ...heatmapLayers! });
@@ -264,26 +268,33 @@ export class InpFormer {
   }
 
   /** Scores and crop-size maps of a labelled set, with its masks. */
-  #scoreLabelledSet(dir: string): Promise<ScoredSet> {
+  #scoreLabelledSet(dir: string, o: Resolved<typeof EVALUATE>): Promise<ScoredSet> {
     const { cropSize, imageSize, maxImagePixels } = this.#config;
-    return scoreLabelledSet(dir, (file, i) => this.#scoreImage(file, i), { cropSize, imageSize, maxImagePixels });
+    const onProgress = o.onProgress as LabelledSetOptions['onProgress'];
+    return scoreLabelledSet(dir, (file, i) => this.#scoreImage(file, i), {
+      cropSize, imageSize, maxImagePixels, signal: o.signal,
+      onProgress: onProgress && ((p) => callSafely(onProgress, p, 'onProgress')),
+    });
   }
 
   /**
    * Choose image and pixel thresholds that maximise F1 on a labelled set (MVTec layout:
    * good/ and defect folders, masks in ground_truth/), with anomalib's min-max normalisation
-   * statistics. They are kept with the model (and saved by save()).
+   * statistics. They are kept with the model (and saved by save()). The second argument is the
+   * options, or (as before) the warning callback alone.
    */
-  async calibrate(dir: string, onWarning?: (m: string) => void): Promise<Thresholds> {
-    const warn = onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
-    const set = await this.#scoreLabelledSet(dir);
+  async calibrate(dir: string, options: LabelledSetOptions | ((m: string) => void) = {}): Promise<Thresholds> {
+    const o = resolve(CALIBRATE, typeof options === 'function' ? { onWarning: options } : options, 'calibrate()');
+    const warn = (o.onWarning as ((m: string) => void) | undefined) ?? emitWarning;
+    const set = await this.#scoreLabelledSet(dir, o);
     this.#thresholds = await calibrationOffThread(set, warn);
     return { ...this.#thresholds };
   }
 
   /** Image and pixel metrics on an MVTec AD-layout category, overall and per defect type. */
-  async evaluate(dir: string): Promise<EvaluationReport> {
-    return evaluationOffThread(await this.#scoreLabelledSet(dir));
+  async evaluate(dir: string, options: Omit<LabelledSetOptions, 'onWarning'> = {}): Promise<EvaluationReport> {
+    const o = resolve(EVALUATE, options, 'evaluate()');
+    return evaluationOffThread(await this.#scoreLabelledSet(dir, o));
   }
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */

@@ -257,6 +257,19 @@ const CHECKPOINT = {
 export const PREDICT = {
   mapSize: def(oneOf('input', 'crop'), 'input', "'input': the map at the input image's size; 'crop': at the model's crop"),
   heatmap: opt(text, 'write a heatmap PNG: a file path for one input, a folder for an array'),
+  signal: opt(abortSignal, 'cancels the images not yet started (AbortError)'),
+};
+
+/** evaluate() over a labelled set. */
+export const EVALUATE = {
+  signal: opt(abortSignal, 'cancels the scoring between images (AbortError)'),
+  onProgress: opt(func, 'called with { done, total } images scored'),
+};
+
+/** calibrate() over a labelled set. */
+export const CALIBRATE = {
+  ...EVALUATE,
+  onWarning: opt(func, 'warnings, e.g. a set of one class (default: process.emitWarning)'),
 };
 
 export const INFER = {

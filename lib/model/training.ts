@@ -16,6 +16,7 @@ import { BatchSource, FitSource, batchSource } from '../data/batches';
 import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from '../errors';
 import { NativeModelInstance, NativeOptimizerState, NativeTensor, whileBorrowed } from '../native/native';
 import { FIT, Resolved } from './options';
+import { callSafely, emitWarning } from '../callbacks';
 
 export interface FitProgress {
   type: 'step' | 'epoch';
@@ -233,16 +234,10 @@ export async function runTraining(
   o: Resolved<typeof FIT>,
   emit: (e: FitProgress) => void,
 ): Promise<FitSummary> {
-  const warn = o.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'INP_FORMER' }));
+  const warn = o.onWarning ?? emitWarning;
   const report = (e: FitProgress) => {
     emit(e);
-    if (o.onProgress) {
-      try {
-        o.onProgress(e);
-      } catch (err) {
-        warn(`onProgress threw (ignored): ${(err as Error)?.message ?? err}`);
-      }
-    }
+    callSafely(o.onProgress, e, 'onProgress', warn);
   };
   if (o.signal?.aborted) throw new AbortError('training aborted before it started');
 

@@ -7,6 +7,7 @@
 import type * as BullMQ from 'bullmq';
 import type IORedis from 'ioredis';
 import { AbortError, InpFormerError } from '../errors';
+import { callSafely } from '../callbacks';
 import { ENQUEUE, EVALUATE_JOB, FIT_JOB, PREDICT_JOB, QUEUE, Resolved, Schema, resolve } from '../model/options';
 import { CANCEL_MARK_SECONDS, RedisOptions, cancelChannel, cancelKey, connectionOf, failureOf, loadEngine } from './engine';
 import {
@@ -42,16 +43,6 @@ export interface QueuedJob<R> {
   state(): Promise<string>;
 }
 
-/** Call a user's callback so that its exception cannot reach the queue's event handlers. */
-function safely<T>(f: ((e: T) => void) | undefined, e: T): void {
-  if (!f) return;
-  try {
-    f(e);
-  } catch (err) {
-    process.emitWarning(`inp-former/queue: an onProgress callback threw: ${(err as Error)?.message ?? err}`);
-  }
-}
-
 export class InpFormerQueue {
   readonly name: string;
   readonly prefix: string;
@@ -78,7 +69,7 @@ export class InpFormerQueue {
     // BullMQ adds listeners per job awaited (waitUntilFinished): thousands in flight are normal here
     this.#queue.setMaxListeners(0);
     this.#events.setMaxListeners(0);
-    this.#events.on('progress', ({ jobId, data }) => safely(this.#progress.get(jobId), data as JobProgress));
+    this.#events.on('progress', ({ jobId, data }) => callSafely(this.#progress.get(jobId), data as JobProgress, 'an onProgress callback of inp-former/queue'));
     // connection errors are retried by ioredis; without a listener they would be thrown
     this.#queue.on('error', () => undefined);
     this.#events.on('error', () => undefined);

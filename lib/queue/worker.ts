@@ -211,17 +211,17 @@ export class InpFormerWorker {
   async #predict(job: BullMQ.Job, signal: AbortSignal): Promise<unknown> {
     const spec = job.data as WirePredictJob;
     return this.#withModel(job, signal, async (model) => {
-      const predictions = await model.predict(spec.inputs.map(fromWireInput), { mapSize: spec.mapSize });
+      const predictions = await model.predict(spec.inputs.map(fromWireInput), { mapSize: spec.mapSize, signal });
       return { predictions: predictions.map((p) => toWirePrediction(p, spec.maps ?? false)), worker: this.id };
     });
   }
 
   async #evaluate(job: BullMQ.Job, signal: AbortSignal): Promise<unknown> {
     const spec = job.data as EvaluateJob;
-    return this.#withModel(job, signal, async (model) => ({ report: await model.evaluate(spec.data), worker: this.id }));
+    return this.#withModel(job, signal, async (model) => ({ report: await model.evaluate(spec.data, { signal }), worker: this.id }));
   }
 
-  /** Run `use` with the job's model from the cache (predict and evaluate take no signal: a cancel is checked before). */
+  /** Run `use` with the job's model from the cache; a cancel before it starts fails the job at once. */
   async #withModel<T>(job: BullMQ.Job, signal: AbortSignal, use: (model: InpFormer) => Promise<T>): Promise<T> {
     await this.#started(job, null);
     const { model, release } = await this.#cache.acquire(this.#modelPath((job.data as { model: unknown }).model));

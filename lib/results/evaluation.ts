@@ -9,6 +9,7 @@ import type { Thresholds } from './postprocess';
 import { LabelledImage, readLabelledSet, readMask } from '../data/dataset';
 import { connectedComponents } from './metrics';
 import { maskToCrop } from './postprocess';
+import { AbortError } from '../errors';
 
 export interface ScoredSet {
   items: LabelledImage[];
@@ -29,7 +30,7 @@ export interface ScoredSet {
 export async function scoreLabelledSet(
   dir: string,
   score: (file: string, index: number) => Promise<{ score: number; map: Float32Array }>,
-  o: { cropSize: number; imageSize: number; maxImagePixels: number },
+  o: { cropSize: number; imageSize: number; maxImagePixels: number; signal?: AbortSignal; onProgress?: (p: { done: number; total: number }) => void },
 ): Promise<ScoredSet> {
   const items = await readLabelledSet(dir);
   const c = o.cropSize;
@@ -37,6 +38,8 @@ export async function scoreLabelledSet(
   const maps = new Float32Array(items.length * c * c);
   const chunk = 8;
   for (let k = 0; k < items.length; k += chunk) {
+    if (k > 0) o.onProgress?.({ done: k, total: items.length });
+    if (o.signal?.aborted) throw new AbortError(`scoring ${dir} was aborted after ${k} of ${items.length} images`);
     const part = items.slice(k, k + chunk);
     const results = await Promise.all(part.map((it, j) => score(it.file, k + j)));
     results.forEach((r, j) => {
@@ -44,6 +47,7 @@ export async function scoreLabelledSet(
       maps.set(r.map, (k + j) * c * c);
     });
   }
+  o.onProgress?.({ done: items.length, total: items.length });
   return attachMasks({ items, scores, maps, crop: c }, o.imageSize, o.maxImagePixels);
 }
 

@@ -57,6 +57,18 @@ export interface PredictOptions {
   mapSize?: 'input' | 'crop';
   /** write a heatmap PNG: a file path for one input, a folder for an array */
   heatmap?: string;
+  /** cancels the images not yet started: the call rejects with AbortError */
+  signal?: AbortSignal;
+}
+
+/** Options of evaluate() and calibrate(). */
+export interface LabelledSetOptions {
+  /** cancels the scoring between images: the call rejects with AbortError */
+  signal?: AbortSignal;
+  /** called with the images scored so far (an exception thrown here is reported as a warning) */
+  onProgress?: (p: { done: number; total: number }) => void;
+  /** calibrate(): warnings, e.g. a set of one class (default: process.emitWarning) */
+  onWarning?: (message: string) => void;
 }
 
 export interface Prediction {
