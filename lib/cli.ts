@@ -265,16 +265,31 @@ async function cmdPredict(args: string[]): Promise<number> {
   if (positionals.length < 2) throw new UsageError('usage: inp-former predict <model> <images or folders...>');
   const files = await expandInputs(positionals.slice(1));
   const model = await InpFormer.load(positionals[0], optionsOf(values, RUNTIME_FLAGS) as LoadOptions);
+  // streamed: each row as soon as its image is scored, a bounded number of images in memory
+  const tty = process.stderr.isTTY;
+  const started = Date.now();
+  const progress = ({ done, total }: { done: number; total: number | null }) => {
+    if (!tty || total === null) return;
+    const eta = done ? ((Date.now() - started) / 1000 / done) * (total - done) : 0;
+    process.stderr.write(`\r${done}/${total} images, ETA ${fmtTime(eta)}\x1b[K${done === total ? '\r\x1b[K' : ''}`);
+  };
   try {
-    const results = await model.predict(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined });
+    const rows = model.predictEach(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined, onProgress: progress });
     if (values.json) {
-      out(JSON.stringify(results.map((r, i) => ({ file: files[i], score: r.score, normalizedScore: r.normalizedScore, isAnomalous: r.isAnomalous, heatmap: r.heatmap })), null, 2));
+      let first = true;
+      out('[');
+      for await (const { index, prediction: r } of rows) {
+        const row = { file: files[index], score: r.score, normalizedScore: r.normalizedScore, isAnomalous: r.isAnomalous, heatmap: r.heatmap };
+        out(`${first ? '' : ','}${JSON.stringify(row)}`);
+        first = false;
+      }
+      out(']');
     } else {
       const w = Math.max(4, ...files.map((f) => f.length));
       out(`${'file'.padEnd(w)}  score     normalized  anomalous`);
-      results.forEach((r, i) =>
-        out(`${files[i].padEnd(w)}  ${r.score.toFixed(5)}   ${r.normalizedScore === null ? '-'.padEnd(10) : r.normalizedScore.toFixed(4).padEnd(10)}  ${r.isAnomalous === null ? '- (not calibrated)' : r.isAnomalous ? 'yes' : 'no'}`),
-      );
+      for await (const { index, prediction: r } of rows) {
+        out(`${files[index].padEnd(w)}  ${r.score.toFixed(5)}   ${r.normalizedScore === null ? '-'.padEnd(10) : r.normalizedScore.toFixed(4).padEnd(10)}  ${r.isAnomalous === null ? '- (not calibrated)' : r.isAnomalous ? 'yes' : 'no'}`);
+      }
     }
     return 0;
   } finally {

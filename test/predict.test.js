@@ -176,3 +176,50 @@ test('evaluate and calibrate report progress and stop on their signal; predict o
   t.true(warnings.some((w) => /onProgress threw \(ignored\): boom/.test(w.message)));
   await model.dispose();
 });
+
+test('predictEach streams in input order with a bounded window: 500 images with flat memory, early exit, heatmaps mirrored', async (t) => {
+  const model = await InpFormer.load(trained, { threads: 2 });
+  const inputs = [GOOD, HOLE, fs.readFileSync(HOLE)];
+  const direct = await model.predict(inputs);
+  const streamed = [];
+  for await (const r of model.predictEach(inputs)) streamed.push(r);
+  t.deepEqual(streamed.map((r) => [r.index, r.input]), [[0, GOOD], [1, HOLE], [2, 2]]);
+  streamed.forEach((r, i) => t.is(r.prediction.score, direct[i].score));
+
+  const pool = fs.readdirSync(path.join(WEAVE, 'test', 'good')).map((f) => path.join(WEAVE, 'test', 'good', f));
+  function* many(n) {
+    for (let i = 0; i < n; i++) yield pool[i % pool.length];
+  }
+  const rss = () => process.memoryUsage().rss / 2 ** 20;
+  let at100 = 0;
+  let count = 0;
+  const progress = [];
+  for await (const r of model.predictEach(many(500), { window: 4, onProgress: (p) => progress.push(p) })) {
+    if (++count === 100) {
+      global.gc?.();
+      at100 = rss();
+    }
+    t.is(r.index, count - 1);
+  }
+  const growth = rss() - at100;
+  t.log(`500 images: RSS ${at100.toFixed(0)} MiB after 100, ${(at100 + growth).toFixed(0)} MiB after 500`);
+  t.is(count, 500);
+  t.deepEqual(progress[499], { done: 500, total: null });
+  t.true(growth < 40, `RSS grew ${growth.toFixed(1)} MiB from image 100 to 500`);
+
+  let seen = 0;
+  for await (const r of model.predictEach(many(50))) if (++seen === 3) break; // eslint-disable-line no-unused-vars
+  t.is(seen, 3);
+  t.true(Number.isFinite((await model.predict(GOOD)).score), 'usable after an early exit');
+
+  const dir = tmpdir();
+  const folder = path.join(WEAVE, 'test');
+  const rows = [];
+  for await (const r of model.predictEach(folder, { heatmap: dir })) rows.push(r);
+  t.true(rows.length >= 50);
+  t.true(fs.existsSync(path.join(dir, 'good', '000.png')) && fs.existsSync(path.join(dir, 'hole', '000.png')));
+  await t.throwsAsync(async () => {
+    for await (const r of model.predictEach(many(5), { heatmap: dir })) t.fail(String(r)); // eslint-disable-line no-unused-vars
+  }, { instanceOf: InvalidArgumentError, message: /heatmap needs a folder or an array/ });
+  await model.dispose();
+});

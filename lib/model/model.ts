@@ -15,12 +15,12 @@ import { AbortError, BusyError, CheckpointError, DisposedError, InvalidArgumentE
 import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
-import { ImageInput, RgbImage, decodeImage } from '../data/images';
-import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
+import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, PREDICT_EACH, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
-import { InferTensorResult, LabelledSetOptions, Prediction, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
+import { InferTensorResult, LabelledSetOptions, Prediction, PredictEachOptions, PredictEachResult, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
 import { heatmapFiles, writeHeatmap } from '../results/heatmap';
 import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
 import type { EvaluationReport } from '../results/report';
@@ -257,7 +257,46 @@ export class InpFormer {
     return this.#predictOne(input, 0, o.heatmap, o);
   }
 
-  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Resolved<typeof PREDICT>): Promise<Prediction> {
+  /**
+   * Score many images with bounded memory: a folder (searched recursively), an array, or any
+   * iterable or async iterable of inputs. Yields { index, input, prediction } in input order as
+   * soon as each is ready, keeping at most `window` images in flight, so memory does not grow
+   * with the number of images. Abort with `signal`; breaking out of the loop stops it too.
+   */
+  async *predictEach(source: string | Iterable<ImageInput> | AsyncIterable<ImageInput>, options: PredictEachOptions = {}): AsyncGenerator<PredictEachResult> {
+    const o = resolve(PREDICT_EACH, options, 'predictEach()');
+    const items: Iterable<ImageInput> | AsyncIterable<ImageInput> = typeof source === 'string' ? await listImages(source) : source;
+    const known = Array.isArray(items) ? items : undefined;
+    const heatmaps = o.heatmap !== undefined ? (known ? heatmapFiles(known, o.heatmap) : undefined) : undefined;
+    if (o.heatmap !== undefined && !heatmaps) throw new InvalidArgumentError('predictEach(): heatmap needs a folder or an array as source (names mirror their folders)');
+    const total = known ? known.length : null;
+    const onProgress = o.onProgress as PredictEachOptions['onProgress'];
+    const inFlight: Array<{ index: number; input: string | number; done: Promise<Prediction> }> = [];
+    let index = 0;
+    let done = 0;
+    try {
+      for await (const input of items) {
+        const i = index++;
+        const p = this.#predictOne(input, i, heatmaps?.[i], o);
+        p.catch(() => undefined); // awaited in order below; not unhandled meanwhile
+        inFlight.push({ index: i, input: typeof input === 'string' ? input : i, done: p });
+        if (inFlight.length >= o.window) {
+          const next = inFlight.shift()!;
+          yield { index: next.index, input: next.input, prediction: await next.done };
+          callSafely(onProgress, { done: ++done, total }, 'onProgress');
+        }
+      }
+      while (inFlight.length) {
+        const next = inFlight.shift()!;
+        yield { index: next.index, input: next.input, prediction: await next.done };
+        callSafely(onProgress, { done: ++done, total }, 'onProgress');
+      }
+    } finally {
+      await Promise.allSettled(inFlight.map((x) => x.done)); // an early exit leaves nothing running
+    }
+  }
+
+  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Pick<Resolved<typeof PREDICT>, 'mapSize' | 'signal'>): Promise<Prediction> {
     const scored = await this.#scoreImage(input, index, options.signal);
     const { prediction, heatmapLayers } = predictionOf(scored, this.#config, this.#thresholds, options.mapSize, heatmap !== undefined);
     if (heatmap) {

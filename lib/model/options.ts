@@ -260,6 +260,14 @@ export const PREDICT = {
   signal: opt(abortSignal, 'cancels the images not yet started (AbortError)'),
 };
 
+/** predictEach(): predict()'s options, a bounded window and progress. */
+export const PREDICT_EACH = {
+  ...PREDICT,
+  heatmap: opt(text, "write heatmap PNGs into this folder, mirroring the inputs' folders (a folder or array source)"),
+  window: def(integer(1, 256), 4, 'images decoded or scored at once: memory stays flat in the number of images'),
+  onProgress: opt(func, 'called with { done, total } (total: null for an iterable)'),
+};
+
 /** evaluate() over a labelled set. */
 export const EVALUATE = {
   signal: opt(abortSignal, 'cancels the scoring between images (AbortError)'),

@@ -61,6 +61,22 @@ export interface PredictOptions {
   signal?: AbortSignal;
 }
 
+/** Options of predictEach(). */
+export interface PredictEachOptions extends PredictOptions {
+  /** images decoded or scored at once (default 4): memory stays flat in the number of images */
+  window?: number;
+  /** called with the images done so far; `total` is null for an iterable source */
+  onProgress?: (p: { done: number; total: number | null }) => void;
+}
+
+/** What predictEach() yields, in the order of the inputs. */
+export interface PredictEachResult {
+  index: number;
+  /** the input's path, or its index for bytes and raw pixels */
+  input: string | number;
+  prediction: Prediction;
+}
+
 /** Options of evaluate() and calibrate(). */
 export interface LabelledSetOptions {
   /** cancels the scoring between images: the call rejects with AbortError */
