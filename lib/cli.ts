@@ -105,10 +105,11 @@ ${flagHelp(FIT_FLAGS)}
   --validation <dir>        calibrate thresholds on a labelled folder after training
   --checkpoint <file>       save model + training state every epoch
   --resume <file>           continue from such a checkpoint
+  --config <file.json>      API options: { "create": {...}, "fit": {...} } (flags win)
 
 Ctrl-C stops after the current step and saves the model to --out.`,
-  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop]\n\n${flagHelp(RUNTIME_FLAGS)}`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json]\n\n${flagHelp(RUNTIME_FLAGS)}`,
+  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
   worker: `inp-former worker --redis <url> --models <dir> [options]
 
 ${flagHelp(WORKER_FLAGS)}
@@ -126,6 +127,32 @@ running fit from its last checkpoint once the lock expires). See docs/scale-out.
 };
 
 class UsageError extends Error {}
+
+/** The entries of `o` that are set. */
+const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+/**
+ * --config FILE: API options as JSON, by call — { "create": {...}, "fit": {...} } for fit,
+ * { "load": {...} } for predict and evaluate. Flags win over it; the API checks every key.
+ */
+async function readConfig(file: string | undefined, sections: string[]): Promise<Record<string, Record<string, unknown>>> {
+  if (file === undefined) return {};
+  const text = await fs.readFile(file, 'utf8').catch((err: Error) => {
+    throw new UsageError(`--config ${file}: ${err.message}`);
+  });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--config ${file}: not JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--config ${file}: expected an object { ${sections.map((k) => `"${k}": {...}`).join(', ')} }`);
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!sections.includes(k)) throw new UsageError(`--config ${file}: unknown section '${k}' (this command reads ${sections.map((x) => `'${x}'`).join(', ')})`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`--config ${file}: '${k}' must be an object of options`);
+  }
+  return parsed as Record<string, Record<string, unknown>>;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the package's own version, read once
 const PACKAGE_VERSION: string = require('../package.json').version;
@@ -183,16 +210,24 @@ async function cmdFit(args: string[]): Promise<number> {
     args, allowPositionals: true,
     options: {
       out: { type: 'string' }, encoder: { type: 'string' }, validation: { type: 'string' }, checkpoint: { type: 'string' },
-      resume: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS),
+      resume: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS),
     },
   });
   if (values.help) return out(HELP.fit), 0;
   if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
   const given = optionsOf(values, FIT_FLAGS);
   const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, precision, threads, maxImagePixels } = given;
-  const create = { encoder: values.encoder ?? TINY_ENCODER, imageSize, cropSize, device, precision, threads, seed, maxImagePixels } as CreateOptions;
-  await checkFitPaths({ out: values.out, checkpoint: values.checkpoint, validation: values.validation, resume: values.resume });
-  if (!values.encoder) process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
+  const config = await readConfig(values.config, ['create', 'fit']);
+  const create = { ...config.create, ...defined({ encoder: values.encoder, imageSize, cropSize, device, precision, threads, seed, maxImagePixels }) } as CreateOptions;
+  const fitOptions = {
+    ...config.fit,
+    ...defined({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, validation: values.validation, resumeFrom: values.resume, checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined }),
+  } as FitOptions;
+  await checkFitPaths({ out: values.out, checkpoint: fitOptions.checkpoint?.path, validation: fitOptions.validation, resume: fitOptions.resumeFrom });
+  if (create.encoder === undefined) {
+    create.encoder = TINY_ENCODER;
+    process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
+  }
   const model = await InpFormer.create(create);
   const controller = new AbortController();
   let interrupted = false;
@@ -205,11 +240,7 @@ async function cmdFit(args: string[]): Promise<number> {
   process.on('SIGINT', onSigint);
   const tty = process.stderr.isTTY;
   try {
-    const run = model.fit(positionals[0], {
-      ...({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed } as FitOptions), validation: values.validation,
-      checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined, resumeFrom: values.resume,
-      signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
-    });
+    const run = model.fit(positionals[0], { ...fitOptions, signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
     for await (const e of run) {
       if (tty) process.stderr.write(`\r${progressLine(e)}\x1b[K`);
       else if (e.type === 'epoch') process.stderr.write(progressLine(e) + '\n');
@@ -220,7 +251,7 @@ async function cmdFit(args: string[]): Promise<number> {
     out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
     if (summary.thresholds) {
       const th = summary.thresholds;
-      out(`calibrated on ${values.validation}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
+      out(`calibrated on ${fitOptions.validation}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
     }
     return 0;
   } catch (err) {
@@ -258,13 +289,14 @@ async function cmdPredict(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
     options: {
-      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS),
+      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS),
     },
   });
   if (values.help) return out(HELP.predict), 0;
   if (positionals.length < 2) throw new UsageError('usage: inp-former predict <model> <images or folders...>');
   const files = await expandInputs(positionals.slice(1));
-  const model = await InpFormer.load(positionals[0], optionsOf(values, RUNTIME_FLAGS) as LoadOptions);
+  const config = await readConfig(values.config, ['load']);
+  const model = await InpFormer.load(positionals[0], { ...config.load, ...optionsOf(values, RUNTIME_FLAGS) } as LoadOptions);
   // streamed: each row as soon as its image is scored, a bounded number of images in memory
   const tty = process.stderr.isTTY;
   const started = Date.now();
@@ -300,11 +332,12 @@ async function cmdPredict(args: string[]): Promise<number> {
 async function cmdEvaluate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { json: { type: 'boolean' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS) },
+    options: { json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS) },
   });
   if (values.help) return out(HELP.evaluate), 0;
   if (positionals.length !== 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
-  const model = await InpFormer.load(positionals[0], optionsOf(values, RUNTIME_FLAGS) as LoadOptions);
+  const config = await readConfig(values.config, ['load']);
+  const model = await InpFormer.load(positionals[0], { ...config.load, ...optionsOf(values, RUNTIME_FLAGS) } as LoadOptions);
   try {
     const r = await model.evaluate(positionals[1]);
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;

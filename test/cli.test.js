@@ -218,3 +218,28 @@ test('fit checks where it will write and read before training', (t) => {
     t.notRegex(r.stderr, /epoch/, 'no training started');
   }
 });
+
+test('--config: API options by call from a JSON file, flags win, bad files and keys refused', (t) => {
+  const dir = tmpdir();
+  const config = path.join(dir, 'fit.json');
+  fs.writeFileSync(config, JSON.stringify({ create: { imageSize: 64, cropSize: 56, seed: 3 }, fit: { epochs: 1, batchSize: 16, warmupSteps: 1 } }));
+  const out = path.join(dir, 'm.pth');
+  const r = cli(['fit', WEAVE, '--out', out, '--config', config]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /trained 3 steps \(1 epochs, 48 images\)/);
+  t.is(JSON.parse(cli(['info', out, '--json']).stdout).cropSize, 56);
+  const flagsWin = cli(['fit', WEAVE, '--out', out, '--config', config, '--epochs', '2']);
+  t.regex(flagsWin.stdout, /trained 6 steps \(2 epochs, 96 images\)/);
+  fs.writeFileSync(config, JSON.stringify({ fit: { epoch: 1 } }));
+  const typo = cli(['fit', WEAVE, '--out', out, '--config', config]);
+  t.is(typo.code, 1);
+  t.regex(typo.stderr, /unknown option 'epoch' for fit\(\): did you mean 'epochs'\?/);
+  fs.writeFileSync(config, JSON.stringify({ load: {} }));
+  const section = cli(['fit', WEAVE, '--out', out, '--config', config]);
+  t.is(section.code, 2);
+  t.regex(section.stderr, /unknown section 'load' \(this command reads 'create', 'fit'\)/);
+  fs.writeFileSync(config, '{ not json');
+  t.regex(cli(['predict', model, path.join(WEAVE, 'test', 'good', '000.png'), '--config', config]).stderr, /--config .*fit\.json: not JSON/);
+  fs.writeFileSync(config, JSON.stringify({ load: { cropSize: 56 } }));
+  t.is(cli(['evaluate', model, WEAVE, '--config', config, '--json']).code, 0);
+});

@@ -96,7 +96,7 @@ test('inference runs off the event loop and dispose() waits for it', async (t) =
 
 test('two models computing at the same time both finish (OpenBLAS must not be entered twice)', async (t) => {
   t.timeout(120_000);
-  const [a, b] = await Promise.all([0, 1].map(() => InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES)));
+  const [a, b] = await Promise.all([0, 1].map(() => InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, threads: 2 })));
   const input = inputBatch([0, 1, 2]);
   const jobs = [];
   for (let i = 0; i < 10; i++) {

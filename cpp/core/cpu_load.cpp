@@ -81,9 +81,10 @@ int freeCores() {
     const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
     // cores others kept busy on average since the last look; our own threads are not "others"
     const double others = ((s.allBusyTicks - last.allBusyTicks) - (s.selfTicks - last.selfTicks)) / (seconds * hz);
-    // a core counts as taken when others kept it at least 3/4 busy: brief work elsewhere (a
-    // decoder thread, a shell) must not halve a job's threads
-    result = std::max(1, cores - static_cast<int>(std::floor(std::max(0.0, others) + 0.25)));
+    // a core counts as taken when others kept it at least half busy: a busy-loop neighbour gets
+    // only ~2/3 of a core while our own threads compete with it (libtorch 2.6, measured), so a
+    // higher bar missed it; brief work elsewhere stays below half a core
+    result = std::max(1, cores - static_cast<int>(std::floor(std::max(0.0, others) + 0.5)));
   }
   last = s;
   cached = result;
