@@ -267,32 +267,31 @@ export class InpFormer {
     const o = resolve(PREDICT_EACH, options, 'predictEach()');
     const items: Iterable<ImageInput> | AsyncIterable<ImageInput> = typeof source === 'string' ? await listImages(source) : source;
     const known = Array.isArray(items) ? items : undefined;
-    const heatmaps = o.heatmap !== undefined ? (known ? heatmapFiles(known, o.heatmap) : undefined) : undefined;
-    if (o.heatmap !== undefined && !heatmaps) throw new InvalidArgumentError('predictEach(): heatmap needs a folder or an array as source (names mirror their folders)');
+    if (o.heatmap !== undefined && !known) throw new InvalidArgumentError('predictEach(): heatmap needs a folder or an array as source (names mirror their folders)');
+    const heatmaps = o.heatmap !== undefined ? heatmapFiles(known!, o.heatmap) : undefined;
     const total = known ? known.length : null;
     const onProgress = o.onProgress as PredictEachOptions['onProgress'];
-    const inFlight: Array<{ index: number; input: string | number; done: Promise<Prediction> }> = [];
-    let index = 0;
+    const pending: Promise<PredictEachResult>[] = [];
     let done = 0;
-    try {
-      for await (const input of items) {
-        const i = index++;
-        const p = this.#predictOne(input, i, heatmaps?.[i], o);
-        p.catch(() => undefined); // awaited in order below; not unhandled meanwhile
-        inFlight.push({ index: i, input: typeof input === 'string' ? input : i, done: p });
-        if (inFlight.length >= o.window) {
-          const next = inFlight.shift()!;
-          yield { index: next.index, input: next.input, prediction: await next.done };
-          callSafely(onProgress, { done: ++done, total }, 'onProgress');
-        }
-      }
-      while (inFlight.length) {
-        const next = inFlight.shift()!;
-        yield { index: next.index, input: next.input, prediction: await next.done };
+    /** Yield the oldest results, in order, until `keep` are left in flight. */
+    async function* settle(keep: number): AsyncGenerator<PredictEachResult> {
+      while (pending.length > keep) {
+        yield await pending.shift()!;
         callSafely(onProgress, { done: ++done, total }, 'onProgress');
       }
+    }
+    try {
+      let index = 0;
+      for await (const input of items) {
+        const i = index++;
+        const result = this.#predictOne(input, i, heatmaps?.[i], o).then((prediction) => ({ index: i, input: typeof input === 'string' ? input : i, prediction }));
+        result.catch(() => undefined); // awaited in order by settle(); not unhandled meanwhile
+        pending.push(result);
+        yield* settle(o.window - 1);
+      }
+      yield* settle(0);
     } finally {
-      await Promise.allSettled(inFlight.map((x) => x.done)); // an early exit leaves nothing running
+      await Promise.allSettled(pending); // an early exit leaves nothing running
     }
   }
 
