@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Measures the parity errors against ../shared/fixtures/reference-a and prints them as JSON
+// Measures the parity errors against test/fixtures/reference-a and prints them as JSON
 // (forward outputs for every kind of checkpoint, the 6-step training trace, final weights).
 //   node bench/parity.js
 'use strict';

@@ -20,7 +20,7 @@ const MODELS = {
   // a tiny one: the job's fixed costs dominate
   tiny: { encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 },
 };
-const IMAGES = path.join(__dirname, '..', '..', 'shared', 'datasets', 'synth-ad', 'weave', 'test', 'good');
+const IMAGES = path.join(__dirname, '..', 'test', 'fixtures', 'datasets', 'synth-ad', 'weave', 'test', 'good');
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 async function direct(file, files, threads) {

@@ -30,7 +30,7 @@ async function timeInference(encoder, { threads, precision = 'float32', batch = 
 
 async function timePredict(encoder, { n = 16, predictBatchSize }) {
   // a service scoring PNGs: one request at a time, then all at once (micro-batched)
-  const dir = path.resolve(__dirname, '..', '..', 'shared', 'datasets', 'synth-ad', 'weave', 'test', 'good');
+  const dir = path.resolve(__dirname, '..', 'test', 'fixtures', 'datasets', 'synth-ad', 'weave', 'test', 'good');
   const files = fs.readdirSync(dir).slice(0, n).map((f) => path.join(dir, f));
   const model = await InpFormer.create({ encoder, cropSize: 392, imageSize: 448, predictBatchSize });
   await model.predict(files[0]);
@@ -46,7 +46,7 @@ async function timePredict(encoder, { n = 16, predictBatchSize }) {
 
 async function timeTraining(encoder, { batch = 4, steps = 6, crop = 392 }) {
   // real images through the whole pipeline (decode, resize 448, crop, normalise) when available
-  const dir = path.resolve(__dirname, '..', '..', 'shared', 'datasets', 'synth-ad', 'weave');
+  const dir = path.resolve(__dirname, '..', 'test', 'fixtures', 'datasets', 'synth-ad', 'weave');
   const model = await InpFormer.create({ encoder, cropSize: crop, imageSize: 448 });
   const summary = await model.fit(dir, { epochs: 1, maxSteps: steps, batchSize: batch, warmupSteps: 1 });
   await model.dispose();

@@ -16,7 +16,7 @@ const { execFileSync } = require('node:child_process');
 
 const PY = '/usr/bin/python3';
 const RUN = path.join(__dirname, 'reference', 'run.py');
-const FIXTURE = path.join(__dirname, '..', '..', 'shared', 'fixtures', 'reference-a');
+const FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'reference-a');
 
 const CONFIGS = [
   { name: 'ViT-S/14 reg4, 224 px, batch 8', dim: 384, depth: 12, heads: 6, registers: 4, size: 224, batch: 8, iters: 5 },

@@ -8,9 +8,9 @@ const path = require('node:path');
 const {
   InpFormer, InpFormerError, InvalidArgumentError, CheckpointError, ImageDecodeError, FileWriteError, NativeError,
 } = require('..');
-const { SHARED, FIXTURE, tmpdir } = require('./helpers');
+const { FIXTURES, FIXTURE, tmpdir } = require('./helpers');
 
-const GOOD = path.join(SHARED, 'datasets', 'synth-ad', 'weave', 'train', 'good');
+const GOOD = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave', 'train', 'good');
 const enc = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 };
 const tiny = { encoder: enc, imageSize: 64, cropSize: 56 };
 const withEnc = (e) => ({ ...tiny, encoder: { ...enc, ...e } });

@@ -6,10 +6,10 @@ const http = require('node:http');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 const sharp = require('sharp');
-const { SHARED, FIXTURE, tmpdir } = require('./helpers');
+const { FIXTURES, FIXTURE, tmpdir } = require('./helpers');
 
 const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
-const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+const WEAVE = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave');
 
 function cli(args, options = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', ...options });

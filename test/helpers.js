@@ -4,8 +4,10 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SHARED = path.resolve(__dirname, '..', '..', 'shared');
-const FIXTURE = path.join(SHARED, 'fixtures', 'reference-a');
+// Vendored copies of ../shared's reference-a and synth-ad (test/fixtures/README.md), so that a
+// clone alone passes its tests; they are kept out of the npm package.
+const FIXTURES = path.join(__dirname, 'fixtures');
+const FIXTURE = path.join(FIXTURES, 'reference-a');
 const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'manifest.json'), 'utf8'));
 
 /** An expected tensor of the fixture as Float32Array. */
@@ -83,4 +85,4 @@ async function referenceTrace() {
   return { rows, w, steps: summary.steps };
 }
 
-module.exports = { SHARED, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace };
+module.exports = { FIXTURES, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace };

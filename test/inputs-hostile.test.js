@@ -8,9 +8,9 @@ const { execFileSync } = require('node:child_process');
 const sharp = require('sharp');
 const { InpFormer, ImageDecodeError, InvalidArgumentError } = require('..');
 const { listImages, decodeImage, DEFAULT_MAX_IMAGE_PIXELS } = require('inp-former/internal');
-const { SHARED, tmpdir } = require('./helpers');
+const { FIXTURES, tmpdir } = require('./helpers');
 
-const GOOD = path.join(SHARED, 'datasets', 'synth-ad', 'weave', 'test', 'good');
+const GOOD = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave', 'test', 'good');
 const tiny = { encoder: { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8 }, imageSize: 64, cropSize: 56 };
 
 test('devices and FIFOs are refused at once, never read (they grew past 11 GiB or hung)', async (t) => {

@@ -8,9 +8,9 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { InpFormer } = require('..');
 const { listImages } = require('inp-former/internal');
-const { SHARED, tmpdir, maxAbsDiff } = require('./helpers');
+const { FIXTURES, tmpdir, maxAbsDiff } = require('./helpers');
 
-const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+const WEAVE = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave');
 const RUNS = Number(process.env.INP_FORMER_KILL_RUNS ?? 3);
 const opts = { epochs: 6, batchSize: 4, warmupSteps: 2, seed: 7 };
 // threads fixed: adaptive thread counts may differ between the runs, and with them the last bits

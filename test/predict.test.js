@@ -5,9 +5,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const sharp = require('sharp');
 const { InpFormer, InvalidArgumentError, ImageDecodeError, AbortError } = require('..');
-const { SHARED, FIXTURE, tmpdir } = require('./helpers');
+const { FIXTURES, FIXTURE, tmpdir } = require('./helpers');
 
-const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+const WEAVE = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave');
 const HOLE = path.join(WEAVE, 'test', 'hole', '000.png');
 const GOOD = path.join(WEAVE, 'test', 'good', '000.png');
 const sizes = { imageSize: 128, cropSize: 112 };

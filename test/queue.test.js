@@ -8,10 +8,10 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { InpFormer, AbortError, CheckpointError, ImageDecodeError, InvalidArgumentError } = require('..');
 const { InpFormerQueue } = require('inp-former/queue');
-const { SHARED, tmpdir, maxAbsDiff } = require('./helpers');
+const { FIXTURES, tmpdir, maxAbsDiff } = require('./helpers');
 const { startRedis, startWorkerProcess } = require('./services');
 
-const SYNTH = path.join(SHARED, 'datasets', 'synth-ad');
+const SYNTH = path.join(FIXTURES, 'datasets', 'synth-ad');
 const CATEGORIES = {
   weave: path.join(SYNTH, 'weave'),
   disc: path.join(SYNTH, 'disc'),

@@ -7,9 +7,9 @@ const path = require('node:path');
 const { InpFormer, AbortError, BusyError, InvalidArgumentError, ImageDecodeError, CheckpointError } = require('..');
 const { decodeImage, listImages } = require('inp-former/internal');
 const { native } = require('inp-former/internal');
-const { SHARED, maxAbsDiff, tmpdir, TOL, referenceTrace } = require('./helpers');
+const { FIXTURES, maxAbsDiff, tmpdir, TOL, referenceTrace } = require('./helpers');
 
-const WEAVE = path.join(SHARED, 'datasets', 'synth-ad', 'weave');
+const WEAVE = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave');
 const tinyEncoder = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8, seed: 3 };
 const tinySizes = { imageSize: 64, cropSize: 56 };
 

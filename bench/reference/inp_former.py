@@ -1,6 +1,6 @@
 """A plain-PyTorch INP-Former for side-by-side benchmarks (issue 9): the network of upstream's
 models/uad.py (INP_Former) around facebookresearch/dinov2's ViT, written from the recipe in
-../shared/fixtures/reference-a/README.md, with upstream's state-dict names so its files load
+test/fixtures/reference-a/README.md, with upstream's state-dict names so its files load
 strictly. `python3 bench/reference/inp_former.py` checks it against reference-a before it is
 used for timing.
 """
@@ -244,7 +244,7 @@ def check(fixture):
 
 
 if __name__ == "__main__":
-    fixture = sys.argv[1] if len(sys.argv) > 1 else "../shared/fixtures/reference-a"
+    fixture = sys.argv[1] if len(sys.argv) > 1 else "test/fixtures/reference-a"
     diffs = check(fixture)
     for k, v in diffs.items():
         print(f"{k:16s} max abs difference {v:.3e}")
