@@ -2,7 +2,7 @@
  * inp-former: INP-Former visual anomaly detection on a native libtorch core.
  */
 export { InpFormer } from './model/model';
-export type { CreateOptions, LoadOptions, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
+export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
 export type { Device } from './model/options';
 export type { ErrorCode } from './errors';
 export type { PredictOptions, Prediction, LabelledSetOptions, PredictEachOptions, PredictEachResult } from './results/postprocess';

@@ -4,7 +4,7 @@ const test = require('ava');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { InpFormer, runtime, doctor, InvalidArgumentError, DisposedError, DeviceError } = require('..');
+const { InpFormer, runtime, doctor, AbortError, InvalidArgumentError, DisposedError, DeviceError } = require('..');
 const { findLibtorch } = require('../scripts/libtorch');
 const { FIXTURE, FIXTURE_SIZES, inputBatch } = require('./helpers');
 const pkg = require('../package.json');
@@ -121,4 +121,31 @@ test('spawning child processes while a model computes does not hang (OpenBLAS fo
   }
   await model.dispose();
   t.pass();
+});
+
+test('load() reports its stages and stops on its signal between them, keeping nothing', async (t) => {
+  const file = path.join(FIXTURE, 'inp_former.pth');
+  const stages = [];
+  const model = await InpFormer.load(file, { ...FIXTURE_SIZES, onProgress: (e) => stages.push(`${e.stage}:${path.basename(e.file)}`) });
+  t.deepEqual(stages, ['read:inp_former.pth', 'build:inp_former.pth', 'ready:inp_former.pth']);
+  await model.dispose();
+
+  await t.throwsAsync(InpFormer.load(file, { ...FIXTURE_SIZES, signal: AbortSignal.abort() }), { instanceOf: AbortError, message: /aborted before the 'read' stage/ });
+  // aborted while the network is built: the built model is disposed, the call rejects
+  const ac = new AbortController();
+  const err = await t.throwsAsync(InpFormer.load(file, { ...FIXTURE_SIZES, signal: ac.signal, onProgress: (e) => e.stage === 'build' && queueMicrotask(() => ac.abort()) }), { instanceOf: AbortError });
+  t.regex(err.message, /while the network was built/);
+  // a callback that throws is a warning, not a failed load
+  const warnings = [];
+  const onWarning = (w) => w.code === 'INP_FORMER' && warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    const m = await InpFormer.load(file, { ...FIXTURE_SIZES, onProgress: () => { throw new Error('boom'); } });
+    await m.dispose();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', onWarning);
+  }
+  t.true(warnings.some((w) => /load\(\) onProgress threw \(ignored\): boom/.test(w)), warnings.join('\n'));
+  await t.throwsAsync(InpFormer.load(file, { signal: 'stop' }), { instanceOf: InvalidArgumentError, message: /signal/ });
 });

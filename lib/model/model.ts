@@ -16,7 +16,7 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorr
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
-import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, PREDICT_EACH, LoadOptions, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
@@ -28,7 +28,7 @@ import { calibrationOffThread, evaluationOffThread } from '../results/report-thr
 import { resolveEncoderName } from '../weights';
 import { packageVersion } from '../native/runtime';
 
-export type { CreateOptions, LoadOptions, ModelConfig, Precision, RandomEncoderSpec } from './options';
+export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, Precision, RandomEncoderSpec } from './options';
 export type { InferTensorResult, Tensor } from '../results/postprocess';
 
 function toNativeTensors(m: TensorMap): NativeTensor[] {
@@ -82,7 +82,12 @@ export class InpFormer {
   /** Load an upstream INP-Former .pth, an anomalib .ckpt, or a file saved by `save()`. */
   static async load(file: string, options: LoadOptions = {}): Promise<InpFormer> {
     text(file, 'the file of InpFormer.load()');
-    resolve(LOAD, options, 'InpFormer.load()'); // checked before the file is read; resolved again with what it records
+    const { signal, onProgress } = resolve(LOAD, options, 'InpFormer.load()'); // checked before the file is read; resolved again with what it records
+    const reach = (stage: LoadProgress['stage']) => {
+      if (signal?.aborted) throw new AbortError(`InpFormer.load(${file}) was aborted before the '${stage}' stage`);
+      callSafely(onProgress, { stage, file }, 'load() onProgress');
+    };
+    reach('read');
     const ck = interpretCheckpoint(await readCheckpointFile(file));
     if (ck.kind === 'encoder') {
       throw new CheckpointError("holds only encoder weights: use InpFormer.create({ encoder: file }) and fit()", file);
@@ -98,12 +103,20 @@ export class InpFormer {
     }
     const network = inferNetworkConfig(weights, ck.recorded, o, file);
     const config = modelConfig(network, o, native().runtime(), { kind: ck.kind, path: path.resolve(file), encoder: encoderSource });
+    reach('build');
+    let model: InpFormer;
     try {
-      return await InpFormer.#open(config, weights, false, 0, ck.thresholds);
+      model = await InpFormer.#open(config, weights, false, 0, ck.thresholds);
     } catch (err) {
       if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
       throw err;
     }
+    if (signal?.aborted) {
+      await model.dispose();
+      throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
+    }
+    callSafely(onProgress, { stage: 'ready', file }, 'load() onProgress');
+    return model;
   }
 
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {

@@ -226,6 +226,8 @@ export const LOAD = {
   ...ARCHITECTURE,
   ...RUNTIME,
   encoder: opt(text, 'replace the encoder weights with those of another file'),
+  signal: opt(abortSignal, 'cancels the load between its stages (AbortError; nothing is kept)'),
+  onProgress: opt(func, "called with { stage: 'read' | 'build' | 'ready', file }"),
 };
 
 export const FIT = {
@@ -438,7 +440,17 @@ export interface CreateOptions extends ArchitectureOptions {
 export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
   /** replace the encoder weights with those of another file */
   encoder?: string;
+  /** cancels the load between its stages: the call rejects with AbortError and keeps nothing */
+  signal?: AbortSignal;
+  /** called as the load reaches each stage; what it throws becomes a warning */
+  onProgress?: (event: LoadProgress) => void;
 };
+
+/** A stage of InpFormer.load(): reading the file, building the network on its thread, done. */
+export interface LoadProgress {
+  stage: 'read' | 'build' | 'ready';
+  file: string;
+}
 
 export interface ModelConfig {
   network: NetworkConfig;
