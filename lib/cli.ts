@@ -9,7 +9,8 @@ import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
-import { FIT, RUNTIME, Schema, WORKER } from './model/options';
+import { FIT, FOLDER_DATASET, RUNTIME, Schema, WORKER } from './model/options';
+import type { FolderDataset } from './data/dataset';
 import { WorkerEvent, startWorker } from './queue/worker';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
@@ -28,7 +29,7 @@ export const TINY_ENCODER: RandomEncoderSpec = { embedDim: 64, depth: 10, numHea
  * (--image-size 100000), a run that never ends (--threads 100000) or a fit that saves NaN
  * weights (--lr=1e308). Integers are decimal only (`0x10` is not 16).
  */
-type Flag = { flag: string; schema: Schema; key: string; kind: 'integer' | 'number' | 'text' };
+type Flag = { flag: string; schema: Schema; key: string; kind: 'integer' | 'number' | 'text' | 'list' };
 const flag = (name: string, schema: Flag['schema'], key: string, kind: Flag['kind']): Flag => ({ flag: name, schema, key, kind });
 const RUNTIME_FLAGS = [
   flag('device', RUNTIME, 'device', 'text'), flag('precision', RUNTIME, 'precision', 'text'), flag('threads', RUNTIME, 'threads', 'integer'),
@@ -46,32 +47,59 @@ const FIT_FLAGS = [
   flag('image-size', RUNTIME, 'imageSize', 'integer'), flag('crop-size', RUNTIME, 'cropSize', 'integer'), ...RUNTIME_FLAGS,
 ];
 
+// A Folder-style dataset (anomalib's Folder) instead of an MVTec folder; --abnormal-dir and --mask-dir repeat.
+const FOLDER_FLAGS = [
+  flag('normal-dir', FOLDER_DATASET, 'normalDir', 'text'), flag('abnormal-dir', FOLDER_DATASET, 'abnormalDirs', 'list'),
+  flag('mask-dir', FOLDER_DATASET, 'maskDirs', 'list'), flag('normal-test-dir', FOLDER_DATASET, 'normalTestDir', 'text'),
+  flag('normal-split-ratio', FOLDER_DATASET, 'normalSplitRatio', 'number'),
+];
+
 function flagHelp(flags: Flag[]): string {
   return flags
     .map((f) => {
       const rule = f.schema[f.key];
-      const left = `  --${f.flag} <${f.kind === 'text' ? 'x' : 'n'}>`.padEnd(28);
+      const left = `  --${f.flag} <${f.kind === 'integer' || f.kind === 'number' ? 'n' : 'x'}>${f.kind === 'list' ? '...' : ''}`.padEnd(28);
       return `${left}${rule.doc}${rule.fallback !== undefined ? ` (default ${rule.fallback})` : ''}`;
     })
     .join('\n');
 }
 
 /** The parseArgs options of some flags. */
-const argOptions = (flags: Flag[]) => Object.fromEntries(flags.map((f) => [f.flag, { type: 'string' as const }]));
+const argOptions = (flags: Flag[]) => Object.fromEntries(flags.map((f) => [f.flag, { type: 'string' as const, multiple: f.kind === 'list' }]));
 
 /** A flag's value, parsed strictly and checked by its option's rule; undefined when not given. */
 function flagValue(values: Record<string, unknown>, f: Flag): unknown {
   const raw = values[f.flag];
   if (raw === undefined) return undefined;
+  if (f.kind === 'list') return checkFlag(f, raw);
   const v = String(raw);
   let parsed: unknown = v;
   if (f.kind === 'integer' && /^\d+$/.test(v.trim())) parsed = Number(v);
   if (f.kind === 'number' && v.trim() !== '' && Number.isFinite(Number(v))) parsed = Number(v);
+  return checkFlag(f, parsed);
+}
+
+function checkFlag(f: Flag, value: unknown): unknown {
   try {
-    return f.schema[f.key].check(parsed, `--${f.flag}`);
+    return f.schema[f.key].check(value, `--${f.flag}`);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/** The Folder dataset the flags describe, if any. */
+function folderDatasetOf(values: Record<string, unknown>): FolderDataset | undefined {
+  const o = optionsOf(values, FOLDER_FLAGS) as Partial<FolderDataset>;
+  if (Object.keys(o).length === 0) return undefined;
+  if (o.normalDir === undefined) throw new UsageError('a Folder dataset needs --normal-dir (with --abnormal-dir, --mask-dir, --normal-test-dir as it has them)');
+  return o as FolderDataset;
+}
+
+/** The data of fit or evaluate: one folder argument, or a Folder dataset by flags. */
+function dataOf(positional: string | undefined, values: Record<string, unknown>, usage: string): string | FolderDataset {
+  const folder = folderDatasetOf(values);
+  if ((positional === undefined) === (folder === undefined)) throw new UsageError(`usage: ${usage} (a folder, or a Folder dataset by --normal-dir ...; not both)`);
+  return positional ?? folder!;
 }
 
 /** The values of `flags` as options: { epochs: 3, learningRate: 0.001, ... } (unset ones left out). */
@@ -84,13 +112,15 @@ function optionsOf(values: Record<string, unknown>, flags: Flag[]): Record<strin
   return out;
 }
 
+const folderHelp = `A Folder-style dataset (anomalib's Folder) instead of <dir>:\n${flagHelp(FOLDER_FLAGS)}`;
+
 const HELP: Record<string, string> = {
   main: `inp-former <command> [options]
 
 Commands:
-  fit <dir> --out <model.pth>        train on normal images (a folder, or an MVTec category)
+  fit <dir> --out <model.pth>        train on normal images (a folder, an MVTec category, or --normal-dir ...)
   predict <model> <images|dirs...>   score images; --heatmaps <dir>, --json
-  evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category
+  evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category (or --normal-dir ...)
   info <checkpoint>                  format, architecture, tensors and thresholds of a file
   weights download <name>            fetch Meta's DINOv2 weights into ${cacheDir()}
   doctor                             libtorch, binary, BLAS, CPU features, threads, CUDA; what to install
@@ -98,18 +128,21 @@ Commands:
 
 Run inp-former <command> --help for its options; inp-former --version prints the version.`,
   fit: `inp-former fit <dir> --out <model.pth> [options]
+  inp-former fit --normal-dir <dir> [--abnormal-dir <dir>...] [--mask-dir <dir>...] --out <model.pth> [options]
 
   --encoder <file>          DINOv2 weights (.pth, .safetensors, TorchScript); default: the small
                             built-in random encoder (for trying things out, not for real use)
 ${flagHelp(FIT_FLAGS)}
-  --validation <dir>        calibrate thresholds on a labelled folder after training
+  --validation <dir>        calibrate thresholds on a labelled folder after training (default for
+                            a Folder dataset with abnormal folders: its test part)
+${folderHelp}
   --checkpoint <file>       save model + training state every epoch
   --resume <file>           continue from such a checkpoint
   --config <file.json>      API options: { "create": {...}, "fit": {...} } (flags win)
 
 Ctrl-C stops after the current step and saves the model to --out.`,
   predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--config <file.json>]\n  inp-former evaluate <model> --normal-dir <dir> --abnormal-dir <dir>... [--mask-dir <dir>...] [options]\n\n${flagHelp(RUNTIME_FLAGS)}\n${folderHelp}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
   worker: `inp-former worker --redis <url> --models <dir> [options]
 
 ${flagHelp(WORKER_FLAGS)}
@@ -210,11 +243,12 @@ async function cmdFit(args: string[]): Promise<number> {
     args, allowPositionals: true,
     options: {
       out: { type: 'string' }, encoder: { type: 'string' }, validation: { type: 'string' }, checkpoint: { type: 'string' },
-      resume: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS),
+      resume: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS), ...argOptions(FOLDER_FLAGS),
     },
   });
   if (values.help) return out(HELP.fit), 0;
-  if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
+  if (positionals.length > 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
+  const data = dataOf(positionals[0], values, 'inp-former fit <dir> --out <model.pth>');
   const given = optionsOf(values, FIT_FLAGS);
   const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, precision, threads, maxImagePixels } = given;
   const config = await readConfig(values.config, ['create', 'fit']);
@@ -223,7 +257,9 @@ async function cmdFit(args: string[]): Promise<number> {
     ...config.fit,
     ...defined({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, validation: values.validation, resumeFrom: values.resume, checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined }),
   } as FitOptions;
-  await checkFitPaths({ out: values.out, checkpoint: fitOptions.checkpoint?.path, validation: fitOptions.validation, resume: fitOptions.resumeFrom });
+  // as anomalib does with a Folder datamodule: thresholds from its test part unless told otherwise
+  if (fitOptions.validation === undefined && typeof data !== 'string' && data.abnormalDirs !== undefined) fitOptions.validation = data;
+  await checkFitPaths({ out: values.out, checkpoint: fitOptions.checkpoint?.path, validation: typeof fitOptions.validation === 'string' ? fitOptions.validation : undefined, resume: fitOptions.resumeFrom });
   if (create.encoder === undefined) {
     create.encoder = TINY_ENCODER;
     process.stderr.write('note: no --encoder given: using the small built-in RANDOM encoder (untrained; for trying things out). Real use: --encoder dinov2_vitb14_reg4_pretrain.pth\n');
@@ -240,7 +276,7 @@ async function cmdFit(args: string[]): Promise<number> {
   process.on('SIGINT', onSigint);
   const tty = process.stderr.isTTY;
   try {
-    const run = model.fit(positionals[0], { ...fitOptions, signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
+    const run = model.fit(data, { ...fitOptions, signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
     for await (const e of run) {
       if (tty) process.stderr.write(`\r${progressLine(e)}\x1b[K`);
       else if (e.type === 'epoch') process.stderr.write(progressLine(e) + '\n');
@@ -251,7 +287,7 @@ async function cmdFit(args: string[]): Promise<number> {
     out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
     if (summary.thresholds) {
       const th = summary.thresholds;
-      out(`calibrated on ${fitOptions.validation}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
+      out(`calibrated on ${typeof fitOptions.validation === 'string' ? fitOptions.validation : `the test part of ${(fitOptions.validation as FolderDataset).normalDir}`}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
     }
     return 0;
   } catch (err) {
@@ -332,14 +368,15 @@ async function cmdPredict(args: string[]): Promise<number> {
 async function cmdEvaluate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS) },
+    options: { json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS), ...argOptions(FOLDER_FLAGS) },
   });
   if (values.help) return out(HELP.evaluate), 0;
-  if (positionals.length !== 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
+  if (positionals.length < 1 || positionals.length > 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
+  const data = dataOf(positionals[1], values, 'inp-former evaluate <model> <category-dir>');
   const config = await readConfig(values.config, ['load']);
   const model = await InpFormer.load(positionals[0], { ...config.load, ...optionsOf(values, RUNTIME_FLAGS) } as LoadOptions);
   try {
-    const r = await model.evaluate(positionals[1]);
+    const r = await model.evaluate(data);
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;
     const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '   -  ' : x.toFixed(4));
     out(`${r.images} images, ${r.anomalous} anomalous`);

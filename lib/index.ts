@@ -8,6 +8,7 @@ export type { ErrorCode } from './errors';
 export type { PredictOptions, Prediction, LabelledSetOptions, PredictEachOptions, PredictEachResult } from './results/postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
 export type { TensorBatch, FitSource } from './data/batches';
+export type { FolderDataset, LabelledSource } from './data/dataset';
 export type { ImageInput, RawPixels } from './data/images';
 export type { EvaluationReport, MetricSet } from './results/report';
 export type { NetworkConfig, EncoderSpec, Thresholds, ArchitectureOptions } from './model/architecture';

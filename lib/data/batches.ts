@@ -5,6 +5,8 @@
  */
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { ImageInput, RgbImage, decodeImage, isEncoded, listImages } from './images';
+import { FolderDataset, folderTrainingImages } from './dataset';
+import { FOLDER_DATASET, resolve } from '../model/options';
 import { native } from '../native/native';
 import { permutation, rng } from '../random';
 
@@ -24,7 +26,8 @@ export interface BatchSource {
   epoch(epochIndex: number): AsyncGenerator<Batch>;
 }
 
-export type FitSource = string | ImageInput[] | Iterable<TensorBatch> | AsyncIterable<TensorBatch>;
+/** A folder, a Folder-style dataset (its normal training images), image inputs, or ready batches. */
+export type FitSource = string | FolderDataset | ImageInput[] | Iterable<TensorBatch> | AsyncIterable<TensorBatch>;
 
 export interface DataOptions {
   batchSize: number;
@@ -148,6 +151,9 @@ function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
 
 export async function batchSource(source: FitSource, o: DataOptions): Promise<BatchSource> {
   if (typeof source === 'string') return new ImageBatchSource(await listImages(source), o);
+  if (source && typeof source === 'object' && 'normalDir' in source) {
+    return new ImageBatchSource(await folderTrainingImages(resolve(FOLDER_DATASET, source, 'the Folder dataset of fit()')), o);
+  }
   if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || isEncoded(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
     if (source.length === 0) throw new InvalidArgumentError('no training images were given');
     return new ImageBatchSource(source as ImageInput[], o);
@@ -155,5 +161,5 @@ export async function batchSource(source: FitSource, o: DataOptions): Promise<Ba
   if (source && (Symbol.iterator in Object(source) || Symbol.asyncIterator in Object(source))) {
     return new TensorBatchSource(source as Iterable<TensorBatch>);
   }
-  throw new InvalidArgumentError('fit source must be a folder, an array of image paths/Buffers, or an iterable of { data, shape } batches');
+  throw new InvalidArgumentError('fit source must be a folder, a Folder dataset { normalDir, ... }, an array of image paths/Buffers, or an iterable of { data, shape } batches');
 }

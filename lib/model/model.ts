@@ -16,7 +16,8 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorr
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
-import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import type { LabelledSource } from '../data/dataset';
+import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
@@ -319,10 +320,11 @@ export class InpFormer {
   }
 
   /** Scores and crop-size maps of a labelled set, with its masks. */
-  #scoreLabelledSet(dir: string, o: Resolved<typeof EVALUATE>): Promise<ScoredSet> {
+  #scoreLabelledSet(source: LabelledSource, o: Resolved<typeof EVALUATE>, what: string): Promise<ScoredSet> {
+    const set = labelledSet(source, what);
     const { cropSize, imageSize, maxImagePixels } = this.#config;
     const onProgress = o.onProgress as LabelledSetOptions['onProgress'];
-    return scoreLabelledSet(dir, (file, i) => this.#scoreImage(file, i), {
+    return scoreLabelledSet(set, (file, i) => this.#scoreImage(file, i), {
       cropSize, imageSize, maxImagePixels, signal: o.signal,
       onProgress: onProgress && ((p) => callSafely(onProgress, p, 'onProgress')),
     });
@@ -330,22 +332,26 @@ export class InpFormer {
 
   /**
    * Choose image and pixel thresholds that maximise F1 on a labelled set (MVTec layout:
-   * good/ and defect folders, masks in ground_truth/), with anomalib's min-max normalisation
+   * good/ and defect folders, masks in ground_truth/; or a Folder-style dataset's test part:
+   * its normal test images and abnormal folders), with anomalib's min-max normalisation
    * statistics. They are kept with the model (and saved by save()). The second argument is the
    * options, or (as before) the warning callback alone.
    */
-  async calibrate(dir: string, options: LabelledSetOptions | ((m: string) => void) = {}): Promise<Thresholds> {
+  async calibrate(set: LabelledSource, options: LabelledSetOptions | ((m: string) => void) = {}): Promise<Thresholds> {
     const o = resolve(CALIBRATE, typeof options === 'function' ? { onWarning: options } : options, 'calibrate()');
     const warn = (o.onWarning as ((m: string) => void) | undefined) ?? emitWarning;
-    const set = await this.#scoreLabelledSet(dir, o);
-    this.#thresholds = await calibrationOffThread(set, warn);
+    const scored = await this.#scoreLabelledSet(set, o, 'calibrate()');
+    this.#thresholds = await calibrationOffThread(scored, warn);
     return { ...this.#thresholds };
   }
 
-  /** Image and pixel metrics on an MVTec AD-layout category, overall and per defect type. */
-  async evaluate(dir: string, options: Omit<LabelledSetOptions, 'onWarning'> = {}): Promise<EvaluationReport> {
+  /**
+   * Image and pixel metrics on a labelled set, overall and per defect type: an MVTec AD-layout
+   * category, or a Folder-style dataset's test part.
+   */
+  async evaluate(set: LabelledSource, options: Omit<LabelledSetOptions, 'onWarning'> = {}): Promise<EvaluationReport> {
     const o = resolve(EVALUATE, options, 'evaluate()');
-    return evaluationOffThread(await this.#scoreLabelledSet(dir, o));
+    return evaluationOffThread(await this.#scoreLabelledSet(set, o, 'evaluate()'));
   }
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */

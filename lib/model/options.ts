@@ -222,6 +222,31 @@ export const CREATE = {
   seed: def(SEED, 0, "seed of the trainable part's initialisation"),
 };
 
+/** One folder or a list of them. */
+const folders: Check<string[]> = (v, name) => {
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'string' && x.length > 0)) throw invalid(name, 'a folder or a non-empty array of folders', v);
+  return list as string[];
+};
+
+/** A Folder-style dataset, as anomalib's Folder: named folders instead of the MVTec layout. */
+export const FOLDER_DATASET = {
+  normalDir: req(text, 'normal images: training, and the normal test split'),
+  abnormalDirs: opt(folders, 'abnormal images, a folder per defect type (test only)'),
+  maskDirs: opt(folders, "ground-truth masks: one folder for all abnormal folders or one each; a mask is named as its image, or <stem>_mask"),
+  normalTestDir: opt(text, 'normal test images; without it normalSplitRatio of normalDir is held out for testing'),
+  normalSplitRatio: def(number(0, 1), 0.2, 'share of normalDir held out as normal test images when there is no normalTestDir'),
+  seed: def(SEED, 0, 'seed of the normal split'),
+  root: opt(text, 'folder that relative folders are resolved against'),
+};
+
+/** A labelled set: an MVTec AD category or test folder, or a Folder-style dataset. */
+export const labelledSet: Check<string | Resolved<typeof FOLDER_DATASET>> = (v, name) => {
+  if (typeof v === 'string') return text(v, name);
+  if (v && typeof v === 'object' && !Array.isArray(v)) return resolve(FOLDER_DATASET, v, `the Folder dataset of ${name}`);
+  throw invalid(name, 'a folder (MVTec AD layout) or a Folder-style dataset { normalDir, abnormalDirs, maskDirs, ... }', v);
+};
+
 export const LOAD = {
   ...ARCHITECTURE,
   ...RUNTIME,
@@ -244,7 +269,7 @@ export const FIT = {
   skipBadImages: def(boolean, false, 'skip unreadable images with a warning instead of failing'),
   prefetchBatches: def(integer(1, 64), 2, 'batches prepared ahead of the model'),
   checkpoint: opt((v, name) => resolve(CHECKPOINT, v, 'fit()', `${name}.`), 'save model + training state every everyEpochs epochs and at the end'),
-  validation: opt(text, 'a labelled folder (MVTec layout) on which to calibrate thresholds after training'),
+  validation: opt(labelledSet, 'a labelled set (MVTec folder or Folder-style dataset) on which to calibrate thresholds after training'),
   resumeFrom: opt(text, 'continue a run from a checkpoint written by `checkpoint`'),
   signal: opt(abortSignal, 'cancels the fit'),
   onProgress: opt(func, 'called with each progress event'),
@@ -338,7 +363,7 @@ const checkedBy = (schema: Schema, where: string): Check<Record<string, unknown>
 export const FIT_JOB = {
   ...JOB,
   model: req(modelName, "the model file to write, relative to the workers' models folder"),
-  data: req(text, 'the normal images as the workers see them: a folder or an MVTec category'),
+  data: req(labelledSet, 'the normal images as the workers see them: a folder, an MVTec category or a Folder dataset'),
   create: req(checkedBy(CREATE, 'InpFormer.create()'), 'the options of InpFormer.create() (encoder, sizes, seed, ...)'),
   fit: opt(checkedBy(FIT_OF_JOB, 'fit()'), 'the options of fit() (epochs, batchSize, validation, ...)'),
   checkpointEveryEpochs: def(integer(1, 1_000_000), 1, 'epochs between checkpoints, from which another worker resumes'),
@@ -357,7 +382,7 @@ export const PREDICT_JOB = {
 export const EVALUATE_JOB = {
   ...JOB,
   model: req(modelName, "the model file, relative to the workers' models folder"),
-  data: req(text, 'a labelled MVTec-layout category as the workers see it'),
+  data: req(labelledSet, 'a labelled set as the workers see it: an MVTec-layout category or a Folder dataset'),
 };
 
 /** What every enqueue call takes beside its job. */

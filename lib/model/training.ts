@@ -13,6 +13,7 @@ import { trainingStepOf } from '../checkpoint/model-file';
 import { HostTensor } from '../checkpoint/tensor';
 import { writeTorchFile } from '../checkpoint/writer';
 import { BatchSource, FitSource, batchSource } from '../data/batches';
+import type { LabelledSource } from '../data/dataset';
 import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from '../errors';
 import { NativeModelInstance, NativeOptimizerState, NativeTensor, whileBorrowed } from '../native/native';
 import { FIT, Resolved } from './options';
@@ -81,8 +82,8 @@ export interface FitOptions {
   prefetchBatches?: number;
   /** save model + training state every `everyEpochs` epochs and at the end */
   checkpoint?: { path: string; everyEpochs?: number };
-  /** a labelled folder (MVTec layout) on which to calibrate thresholds after training */
-  validation?: string;
+  /** a labelled set (MVTec-layout folder or Folder dataset) on which to calibrate thresholds after training */
+  validation?: LabelledSource;
   /** continue a run from a checkpoint written by `checkpoint` */
   resumeFrom?: string;
   signal?: AbortSignal;

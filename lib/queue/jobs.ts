@@ -6,6 +6,7 @@
 import type { CreateOptions } from '../model/options';
 import type { FitOptions, FitProgress, FitSummary } from '../model/training';
 import type { EvaluationReport } from '../results/report';
+import type { LabelledSource } from '../data/dataset';
 
 export type JobKind = 'fit' | 'predict' | 'evaluate';
 
@@ -25,8 +26,8 @@ export type QueuedFitOptions = Omit<FitOptions, 'checkpoint' | 'resumeFrom' | 's
 export interface FitJob extends JobOptions {
   /** the model file the worker writes, relative to the workers' models folder ('bottle/cam1.pth') */
   model: string;
-  /** the normal images as the workers see them: a folder or an MVTec category */
-  data: string;
+  /** the normal images as the workers see them: a folder, an MVTec category or a Folder dataset (its paths as the workers see them) */
+  data: LabelledSource;
   /** InpFormer.create()'s options; an encoder file is read by the worker */
   create: CreateOptions;
   fit?: QueuedFitOptions;
@@ -47,8 +48,8 @@ export interface PredictJob extends JobOptions {
 
 export interface EvaluateJob extends JobOptions {
   model: string;
-  /** a labelled MVTec-layout category as the workers see it */
-  data: string;
+  /** a labelled set as the workers see it: an MVTec-layout category or a Folder dataset */
+  data: LabelledSource;
 }
 
 export interface FitJobResult {

@@ -1,12 +1,12 @@
 /**
- * Calibration and evaluation on a labelled set (MVTec AD layout), as anomalib's PostProcessor
+ * Calibration and evaluation on a labelled set (MVTec AD layout or a Folder dataset), as anomalib's PostProcessor
  * and Evaluator do it: F1-maximising image and pixel thresholds with min/max normalisation
  * statistics; image AUROC, AP, F1-max and pixel AUROC, AP, F1-max, AUPRO (FPR <= 0.3).
  * Pixel metrics are computed at the model's crop resolution, masks transformed as the images
  * (nearest resize, centre crop).
  */
 import type { Thresholds } from './postprocess';
-import { LabelledImage, readLabelledSet, readMask } from '../data/dataset';
+import { LabelledImage, ResolvedFolderDataset, describeSet, readLabelledSet, readMask } from '../data/dataset';
 import { connectedComponents } from './metrics';
 import { maskToCrop } from './postprocess';
 import { AbortError } from '../errors';
@@ -28,18 +28,18 @@ export interface ScoredSet {
  * `score` scores one image file; `index` is its position, for error messages.
  */
 export async function scoreLabelledSet(
-  dir: string,
+  source: string | ResolvedFolderDataset,
   score: (file: string, index: number) => Promise<{ score: number; map: Float32Array }>,
   o: { cropSize: number; imageSize: number; maxImagePixels: number; signal?: AbortSignal; onProgress?: (p: { done: number; total: number }) => void },
 ): Promise<ScoredSet> {
-  const items = await readLabelledSet(dir);
+  const items = await readLabelledSet(source);
   const c = o.cropSize;
   const scores = new Float32Array(items.length);
   const maps = new Float32Array(items.length * c * c);
   const chunk = 8;
   for (let k = 0; k < items.length; k += chunk) {
     if (k > 0) o.onProgress?.({ done: k, total: items.length });
-    if (o.signal?.aborted) throw new AbortError(`scoring ${dir} was aborted after ${k} of ${items.length} images`);
+    if (o.signal?.aborted) throw new AbortError(`scoring ${describeSet(source)} was aborted after ${k} of ${items.length} images`);
     const part = items.slice(k, k + chunk);
     const results = await Promise.all(part.map((it, j) => score(it.file, k + j)));
     results.forEach((r, j) => {
