@@ -142,7 +142,7 @@ ${folderHelp}
 
 Ctrl-C stops after the current step and saves the model to --out.`,
   predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--config <file.json>]\n  inp-former evaluate <model> --normal-dir <dir> --abnormal-dir <dir>... [--mask-dir <dir>...] [options]\n\n${flagHelp(RUNTIME_FLAGS)}\n${folderHelp}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--report <dir>] [--config <file.json>]\n  inp-former evaluate <model> --normal-dir <dir> --abnormal-dir <dir>... [--mask-dir <dir>...] [options]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --report <dir>            also write a visual report: a panel per image, ROC and PRO curves, index.html\n${folderHelp}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
   worker: `inp-former worker --redis <url> --models <dir> [options]
 
 ${flagHelp(WORKER_FLAGS)}
@@ -368,7 +368,7 @@ async function cmdPredict(args: string[]): Promise<number> {
 async function cmdEvaluate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { json: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS), ...argOptions(FOLDER_FLAGS) },
+    options: { json: { type: 'boolean' }, report: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS), ...argOptions(FOLDER_FLAGS) },
   });
   if (values.help) return out(HELP.evaluate), 0;
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
@@ -376,7 +376,7 @@ async function cmdEvaluate(args: string[]): Promise<number> {
   const config = await readConfig(values.config, ['load']);
   const model = await InpFormer.load(positionals[0], { ...config.load, ...optionsOf(values, RUNTIME_FLAGS) } as LoadOptions);
   try {
-    const r = await model.evaluate(data);
+    const r = await model.evaluate(data, defined({ report: values.report }));
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;
     const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '   -  ' : x.toFixed(4));
     out(`${r.images} images, ${r.anomalous} anomalous`);
@@ -385,6 +385,7 @@ async function cmdEvaluate(args: string[]): Promise<number> {
       out(`${name.padEnd(14)} ${f(m.image.auroc).padEnd(12)} ${f(m.image.ap).padEnd(9)} ${f(m.image.f1Max).padEnd(9)} ${f(m.pixel?.auroc).padEnd(12)} ${f(m.pixel?.ap).padEnd(9)} ${f(m.pixel?.f1Max).padEnd(9)} ${f(m.pixel?.aupro)}`);
     row('all', r);
     for (const [type, m] of Object.entries(r.perDefectType)) row(type, m as typeof r);
+    if (r.reportFile) out(`report: ${r.reportFile}`);
     return 0;
   } finally {
     await model.dispose();

@@ -5,7 +5,7 @@ export { InpFormer } from './model/model';
 export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
 export type { Device } from './model/options';
 export type { ErrorCode } from './errors';
-export type { PredictOptions, Prediction, LabelledSetOptions, PredictEachOptions, PredictEachResult } from './results/postprocess';
+export type { PredictOptions, Prediction, LabelledSetOptions, EvaluateOptions, PredictEachOptions, PredictEachResult } from './results/postprocess';
 export type { FitOptions, FitProgress, FitSummary, TrainingRun } from './model/training';
 export type { TensorBatch, FitSource } from './data/batches';
 export type { FolderDataset, LabelledSource } from './data/dataset';

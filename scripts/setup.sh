@@ -2,12 +2,13 @@
 # Set up a fresh Debian 12 or 13 machine for inp-former development or use from this checkout:
 # system packages (libtorch, a fast BLAS, a compiler, python3-torch for the cross-checks),
 # redis-server for the queue's tests (inp-former/queue; the tests start their own on 127.0.0.1),
-# then npm dependencies, the native addon and the TypeScript build.
+# chromium and fonts-dejavu-core for the visual report's tests (opened in headless Chromium; the
+# panels' text is drawn with the system's fonts), then npm dependencies, the native addon and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PACKAGES="libtorch-dev libopenblas0-pthread python3-torch cmake g++ make patchelf redis-server"
+PACKAGES="libtorch-dev libopenblas0-pthread python3-torch cmake g++ make patchelf redis-server chromium fonts-dejavu-core"
 if ! dpkg -s $PACKAGES >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
   # libopenblas0-pthread: Debian's default reference BLAS makes matrix products ~35x slower

@@ -18,7 +18,7 @@ ROOTFS=${INP_FORMER_TRIXIE:-/var/cache/inp-former/trixie}
 WORK=/work/inp-former               # the checkout's path inside the chroot
 SHARED_SRC=$(cd "$REPO/.." && pwd)/shared
 # python3-torch: the suite cross-checks saved files with Python's torch.load, as on Debian 12.
-PACKAGES="libtorch-dev libopenblas0-pthread python3-torch nodejs npm cmake g++ make git ca-certificates python3 patchelf redis-server"
+PACKAGES="libtorch-dev libopenblas0-pthread python3-torch nodejs npm cmake g++ make git ca-certificates python3 patchelf redis-server chromium fonts-dejavu-core"
 STAMP="$ROOTFS/.inp-former-ready"
 
 log() { echo "trixie: $*" >&2; }

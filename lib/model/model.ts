@@ -17,15 +17,16 @@ import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
 import type { LabelledSource } from '../data/dataset';
-import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
-import { InferTensorResult, LabelledSetOptions, Prediction, PredictEachOptions, PredictEachResult, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
+import { EvaluateOptions, InferTensorResult, LabelledSetOptions, Prediction, PredictEachOptions, PredictEachResult, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
 import { heatmapFiles, writeHeatmap } from '../results/heatmap';
 import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
 import type { EvaluationReport } from '../results/report';
-import { calibrationOffThread, evaluationOffThread } from '../results/report-thread';
+import { calibrationOffThread, evaluationOffThread, visualReportOffThread } from '../results/report-thread';
+import { writeVisualReport } from '../results/visual-report';
 import { resolveEncoderName } from '../weights';
 import { packageVersion } from '../native/runtime';
 
@@ -320,7 +321,7 @@ export class InpFormer {
   }
 
   /** Scores and crop-size maps of a labelled set, with its masks. */
-  #scoreLabelledSet(source: LabelledSource, o: Resolved<typeof EVALUATE>, what: string): Promise<ScoredSet> {
+  #scoreLabelledSet(source: LabelledSource, o: Resolved<typeof LABELLED>, what: string): Promise<ScoredSet> {
     const set = labelledSet(source, what);
     const { cropSize, imageSize, maxImagePixels } = this.#config;
     const onProgress = o.onProgress as LabelledSetOptions['onProgress'];
@@ -349,10 +350,20 @@ export class InpFormer {
    * Image and pixel metrics on a labelled set, overall and per defect type: an MVTec AD-layout
    * category, or a Folder-style dataset's test part.
    */
-  async evaluate(set: LabelledSource, options: Omit<LabelledSetOptions, 'onWarning'> = {}): Promise<EvaluationReport> {
+  async evaluate(set: LabelledSource, options: EvaluateOptions = {}): Promise<EvaluationReport> {
     const o = resolve(EVALUATE, options, 'evaluate()');
-    return evaluationOffThread(await this.#scoreLabelledSet(set, o, 'evaluate()'));
+    const scored = await this.#scoreLabelledSet(set, o, 'evaluate()');
+    if (o.report === undefined) return evaluationOffThread(scored);
+    const visual = await visualReportOffThread(scored, () => {}); // a one-class set is told by its metrics
+    const { imageSize, maxImagePixels } = this.#config;
+    const reportFile = await writeVisualReport(o.report, {
+      set: scored, report: visual.report, curves: visual.curves, imageSize, maxImagePixels, signal: o.signal,
+      thresholds: this.#thresholds ?? visual.ownThresholds, thresholdsFrom: this.#thresholds ? 'model' : 'set',
+      title: typeof set === 'string' ? set : `Folder dataset ${set.normalDir}`,
+    });
+    return { ...visual.report, reportFile };
   }
+
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
   async stateDict(): Promise<TensorToSave[]> {

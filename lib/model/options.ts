@@ -296,14 +296,20 @@ export const PREDICT_EACH = {
 };
 
 /** evaluate() over a labelled set. */
-export const EVALUATE = {
+/** Scoring a labelled set (evaluate, calibrate). */
+export const LABELLED = {
   signal: opt(abortSignal, 'cancels the scoring between images (AbortError)'),
   onProgress: opt(func, 'called with { done, total } images scored'),
 };
 
+export const EVALUATE = {
+  ...LABELLED,
+  report: opt(text, 'also write a visual report into this folder: panels, ROC and PRO curves, index.html'),
+};
+
 /** calibrate() over a labelled set. */
 export const CALIBRATE = {
-  ...EVALUATE,
+  ...LABELLED,
   onWarning: opt(func, 'warnings, e.g. a set of one class (default: process.emitWarning)'),
 };
 

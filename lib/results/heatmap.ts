@@ -10,7 +10,7 @@ import { FileWriteError } from '../errors';
 import { ensureDir, writeAtomically } from '../files';
 
 // matplotlib's viridis sampled at 9 evenly spaced points (a perceptually uniform map).
-const VIRIDIS = [
+export const VIRIDIS = [
   [68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],
   [31, 158, 137], [53, 183, 121], [110, 206, 88], [253, 231, 37],
 ];

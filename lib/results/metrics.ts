@@ -44,9 +44,12 @@ export function splitSorted(scores: Scores, isPositive: (i: number) => boolean):
 
 /** sklearn's _binary_clf_curve from ascending-sorted positive and negative scores. */
 export function curveFromSorted(pos: Float64Array, neg: Float64Array): BinaryCurve {
-  const th: number[] = [];
-  const tp: number[] = [];
-  const fp: number[] = [];
+  // at most one point per score: typed arrays sized for that, trimmed at the end (pushing onto
+  // plain arrays made this the hot spot of AUPRO, called once per region over all normal pixels)
+  const th = new Float64Array(pos.length + neg.length);
+  const tp = new Float64Array(th.length);
+  const fp = new Float64Array(th.length);
+  let n = 0;
   let i = pos.length - 1;
   let j = neg.length - 1;
   let t = 0;
@@ -61,11 +64,12 @@ export function curveFromSorted(pos: Float64Array, neg: Float64Array): BinaryCur
       f++;
       j--;
     }
-    th.push(v);
-    tp.push(t);
-    fp.push(f);
+    th[n] = v;
+    tp[n] = t;
+    fp[n] = f;
+    n++;
   }
-  return { thresholds: Float64Array.from(th), tps: Float64Array.from(tp), fps: Float64Array.from(fp) };
+  return { thresholds: th.slice(0, n), tps: tp.slice(0, n), fps: fp.slice(0, n) };
 }
 
 export function binaryCurve(scores: Scores, labels: Labels): BinaryCurve {
@@ -221,6 +225,16 @@ export function connectedComponents(mask: ArrayLike<number | boolean>, width: nu
  * by the last FPR.
  */
 export function aupro(scores: Scores, regions: ArrayLike<number>, fprLimit = 0.3): number {
+  const curve = proCurve(scores, regions, fprLimit);
+  if (!curve) return NaN;
+  return trapezoid(curve.fpr, curve.pro) / curve.lastFpr;
+}
+
+/**
+ * The PRO curve of aupro(): the mean per-region overlap against the mean false-positive rate,
+ * sorted by FPR (stable), up to `fprLimit`; undefined without regions or enough points.
+ */
+export function proCurve(scores: Scores, regions: ArrayLike<number>, fprLimit = 0.3): { fpr: number[]; pro: number[]; lastFpr: number } | undefined {
   const n = scores.length;
   if (regions.length !== n) throw new RangeError('scores and regions differ in length');
   const { pos: allPos, neg: normal } = splitSorted(scores, (i) => regions[i] > 0);
@@ -233,46 +247,52 @@ export function aupro(scores: Scores, regions: ArrayLike<number>, fprLimit = 0.3
   let outputSize = 0;
   for (const f of globalRoc.fpr) if (f <= fprLimit) outputSize++;
   const ids = [...byRegion.keys()].sort((a, b) => a - b);
-  if (ids.length === 0 || outputSize < 2) return NaN;
+  if (ids.length === 0 || outputSize < 2) return undefined;
   const tprSum = new Float64Array(outputSize);
   const fprSum = new Float64Array(outputSize);
+  const grid = Float64Array.from({ length: outputSize }, (_, k) => k);
   for (const id of ids) {
-    const newIdx = Float64Array.from({ length: outputSize }, (_, k) => k);
+    const newIdx = grid.slice();
     // the region's pixels against the normal pixels only: other regions are not false positives
     const roc = rocCurve(curveFromSorted(Float64Array.from(byRegion.get(id)!).sort(), normal));
     const fprAll = roc.fpr;
     const tprAll = roc.tpr;
     let maxBelow = 0;
     let minAbove = Infinity;
-    for (const f of fprAll) {
+    for (let q = 0; q < fprAll.length; q++) {
+      const f = fprAll[q];
       if (f <= fprLimit) maxBelow = Math.max(maxBelow, f);
       else minAbove = Math.min(minAbove, f);
     }
     // edge case: the curve has no point with 0 < fpr <= limit
     const limit = maxBelow === 0 && minAbove !== Infinity ? minAbove : fprLimit;
-    // fpr is ascending, so the points at or below the limit are a prefix
+    // fpr is ascending, so the points at or below the limit are a prefix: indices 0..count-1
     let count = 0;
     let maxSel = 0;
     while (count < fprAll.length && fprAll[count] <= limit) maxSel = Math.max(maxSel, fprAll[count++]);
-    const idx: number[] = [];
-    for (let i = 0; i < count; i++) idx.push(i);
-    let interp = false;
+    let extra = -1; // the first index past the limit, interpolated to it
     let slope = 0;
     if (Math.abs(maxSel - fprLimit) > 1e-8 + 1e-5 * fprLimit) {
       // torch.searchsorted(fpr, limit): the first index with fpr >= limit
       let tmp = 0;
       while (tmp < fprAll.length && fprAll[tmp] < fprLimit) tmp++;
       if (tmp < fprAll.length) {
-        idx.push(tmp);
+        extra = tmp;
         slope = 1 - (fprAll[tmp] - fprLimit) / (fprAll[tmp] - fprAll[tmp - 1]);
-        interp = true;
       }
     }
-    const fpr = idx.map((i) => fprAll[i]);
-    const tpr = idx.map((i) => tprAll[i]);
-    const maxIdx = idx[idx.length - 1];
-    const scaled = idx.map((i) => (i / maxIdx) * (outputSize - 1));
-    if (interp) newIdx[outputSize - 1] = scaled[scaled.length - 2] + (scaled[scaled.length - 1] - scaled[scaled.length - 2]) * slope;
+    const points = count + (extra >= 0 ? 1 : 0);
+    const fpr = new Float64Array(points);
+    const tpr = new Float64Array(points);
+    const scaled = new Float64Array(points);
+    const maxIdx = extra >= 0 ? extra : count - 1;
+    for (let q = 0; q < points; q++) {
+      const i = q < count ? q : extra;
+      fpr[q] = fprAll[i];
+      tpr[q] = tprAll[i];
+      scaled[q] = (i / maxIdx) * (outputSize - 1);
+    }
+    if (extra >= 0) newIdx[outputSize - 1] = scaled[points - 2] + (scaled[points - 1] - scaled[points - 2]) * slope;
     const t = interp1d(scaled, tpr, newIdx);
     const f = interp1d(scaled, fpr, newIdx);
     for (let k = 0; k < outputSize; k++) {
@@ -283,8 +303,8 @@ export function aupro(scores: Scores, regions: ArrayLike<number>, fprLimit = 0.3
   const m = ids.length;
   const fpr = Array.from(fprSum, (v) => v / m);
   const tpr = Array.from(tprSum, (v) => v / m);
-  // torchmetrics auc(reorder=True): sort by x (stable), trapezoid
+  // torchmetrics auc(reorder=True): sort by x (stable), then the trapezoid (aupro)
   const order2 = Array.from(fpr, (_, i) => i).sort((a, b) => fpr[a] - fpr[b] || a - b);
-  const area = trapezoid(order2.map((i) => fpr[i]), order2.map((i) => tpr[i]));
-  return area / fpr[fpr.length - 1];
+  // anomalib divides by the last FPR of the curve before the sort
+  return { fpr: order2.map((i) => fpr[i]), pro: order2.map((i) => tpr[i]), lastFpr: fpr[fpr.length - 1] };
 }

@@ -87,6 +87,16 @@ export interface LabelledSetOptions {
   onWarning?: (message: string) => void;
 }
 
+export interface EvaluateOptions extends Omit<LabelledSetOptions, 'onWarning'> {
+  /**
+   * Also write a visual report into this folder (replacing an earlier report there): a panel
+   * per image (image | anomaly map with colour bar | predicted mask | ground truth, score and
+   * labels), the ROC and PRO curves as SVG and PNG, and index.html. Labels use the model's
+   * thresholds, or the set's own F1-max thresholds when the model is not calibrated.
+   */
+  report?: string;
+}
+
 export interface Prediction {
   /** raw image score (mean of the top 1% of the blurred map) */
   score: number;

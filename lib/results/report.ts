@@ -7,7 +7,7 @@
  */
 import type { Thresholds } from './postprocess';
 import type { ScoredSet } from './evaluation';
-import { aupro, auroc, averagePrecision, f1Max } from './metrics';
+import { aupro, auroc, averagePrecision, binaryCurve, f1Max, proCurve, rocCurve } from './metrics';
 
 function minMax(a: ArrayLike<number>): [number, number] {
   let lo = Infinity;
@@ -50,6 +50,8 @@ export interface EvaluationReport {
   pixel?: MetricSet & { aupro: number };
   /** each defect type against the good images */
   perDefectType: Record<string, { images: number; image: MetricSet; pixel?: MetricSet & { aupro: number } }>;
+  /** the visual report's index.html, when evaluate() was asked for one */
+  reportFile?: string;
 }
 
 function imageMetrics(scores: ArrayLike<number>, labels: ArrayLike<number>): MetricSet {
@@ -96,4 +98,45 @@ export function evaluationFrom(set: ScoredSet): EvaluationReport {
     report.perDefectType[type] = entry;
   }
   return report;
+}
+
+/** A curve for a picture: at most a few hundred points, each step of at least 1/512 in x or y kept. */
+export interface CurvePoints {
+  x: number[];
+  y: number[];
+}
+
+/** The curves of a report: image and pixel ROC, and the PRO curve up to FPR 0.3 (anomalib's AUPRO). */
+export interface EvaluationCurves {
+  imageRoc: CurvePoints;
+  pixelRoc?: CurvePoints;
+  pro?: CurvePoints;
+}
+
+function thin(x: ArrayLike<number>, y: ArrayLike<number>, step = 1 / 512): CurvePoints {
+  const out: CurvePoints = { x: [], y: [] };
+  for (let i = 0; i < x.length; i++) {
+    const k = out.x.length - 1;
+    const last = i === x.length - 1;
+    if (k < 0 || last || Math.abs(x[i] - out.x[k]) >= step || Math.abs(y[i] - out.y[k]) >= step) {
+      out.x.push(x[i]);
+      out.y.push(y[i]);
+    }
+  }
+  return out;
+}
+
+export function curvesFrom(set: ScoredSet): EvaluationCurves {
+  const labels = set.items.map((i) => i.label);
+  const roc = (scores: ArrayLike<number>, l: ArrayLike<number>) => {
+    const c = rocCurve(binaryCurve(scores, l));
+    return thin(c.fpr, c.tpr);
+  };
+  const curves: EvaluationCurves = { imageRoc: roc(set.scores, labels) };
+  if (set.pixelLabels) {
+    curves.pixelRoc = roc(set.maps, set.pixelLabels);
+    const pro = proCurve(set.maps, set.regions!, 0.3);
+    if (pro) curves.pro = thin(pro.fpr, pro.pro, 0.3 / 512);
+  }
+  return curves;
 }
