@@ -1,7 +1,12 @@
 /**
  * inp-former: INP-Former visual anomaly detection on a native libtorch core.
+ * Start at {@link InpFormer}: `create` or `load` a model, then `fit`, `predict`, `evaluate`.
+ *
+ * @packageDocumentation
+ * @module inp-former
  */
 export { InpFormer } from './model/model';
+export type { TensorToSave } from './checkpoint/writer';
 export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, InferTensorResult, Tensor, Precision, RandomEncoderSpec } from './model/model';
 export type { Device } from './model/options';
 export type { ErrorCode } from './errors';

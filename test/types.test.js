@@ -3,6 +3,8 @@
 // packed package (node10, node16 from CJS and from ESM, bundler), as a user's compiler sees them.
 'use strict';
 const test = require('ava');
+const fs = require('node:fs');
+const os = require('node:os');
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 
@@ -28,4 +30,16 @@ test('are-the-types-wrong finds no problem for node10, node16 (CJS and ESM) and 
   }
   const esm = report.analysis.entrypoints['.'].resolutions['node16-esm'].resolution.fileName;
   t.regex(esm, /\.d\.mts$/, 'ESM importers get ESM types');
+});
+
+test('the API reference builds from the types without a warning (typedoc: nothing public refers to an unexported type)', (t) => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'inp-former-api-'));
+  const r = spawnSync(bin('typedoc'), ['--out', out], { cwd: ROOT, encoding: 'utf8' });
+  t.is(r.status, 0, r.stdout + r.stderr);
+  t.notRegex(r.stdout + r.stderr, /warning/i);
+  const html = (p) => fs.readFileSync(path.join(out, p), 'utf8');
+  t.regex(html('classes/inp-former.InpFormer.html'), /predictEach/);
+  t.regex(html('classes/inp-former_queue.InpFormerQueue.html'), /enqueueFit/);
+  t.regex(html('interfaces/inp-former.FolderDataset.html'), /normalSplitRatio/);
+  fs.rmSync(out, { recursive: true, force: true });
 });

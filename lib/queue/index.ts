@@ -3,6 +3,9 @@
  * Producers add jobs with InpFormerQueue; workers (`startWorker`, or `inp-former worker`) run
  * them with the public API, share one models folder, and take over each other's fits when one
  * dies. Needs the optional peer dependencies bullmq and ioredis. See docs/scale-out.md.
+ *
+ * @packageDocumentation
+ * @module inp-former/queue
  */
 export { InpFormerQueue } from './producer';
 export type { QueueOptions, EnqueueOptions, QueuedJob } from './producer';
