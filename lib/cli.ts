@@ -231,7 +231,14 @@ function fmtTime(s: number): string {
   return `${m}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
 }
 
+/**
+ * A fit's progress: each step redraws one bar line on a terminal; each epoch ends with a summary
+ * line of its own (the epoch's mean loss), so a step's loss is never overwritten by a mean.
+ */
 function progressLine(e: FitProgress): string {
+  if (e.type === 'epoch') {
+    return `epoch ${e.epoch}/${e.epochs} done (step ${e.step}/${e.steps}): mean loss ${e.loss.toFixed(4)}, ${e.imagesPerSecond.toFixed(1)} img/s, ETA ${fmtTime(e.etaSeconds)}`;
+  }
   const width = 24;
   const filled = Math.round((e.step / e.steps) * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] epoch ${e.epoch}/${e.epochs} step ${e.step}/${e.steps} ` +
@@ -278,11 +285,10 @@ async function cmdFit(args: string[]): Promise<number> {
   try {
     const run = model.fit(data, { ...fitOptions, signal: controller.signal, onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
     for await (const e of run) {
-      if (tty) process.stderr.write(`\r${progressLine(e)}\x1b[K`);
-      else if (e.type === 'epoch') process.stderr.write(progressLine(e) + '\n');
+      if (e.type === 'epoch') process.stderr.write(`${tty ? '\r' : ''}${progressLine(e)}${tty ? '\x1b[K' : ''}\n`);
+      else if (tty) process.stderr.write(`\r${progressLine(e)}\x1b[K`);
     }
     const summary = await run;
-    if (tty) process.stderr.write('\n');
     await model.save(values.out);
     out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
     if (summary.thresholds) {

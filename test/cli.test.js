@@ -37,7 +37,8 @@ test('fit: progress per epoch, a labelled note about the built-in encoder, the m
   const r = cli(['fit', WEAVE, '--out', again, '--epochs', '2', '--batch-size', '16', '--image-size', '64', '--crop-size', '56', '--warmup', '1']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /built-in RANDOM encoder/);
-  t.regex(r.stderr, /epoch 1\/2 step 3\/6 loss \d\.\d{4} .* img\/s ETA/);
+  t.regex(r.stderr, /^epoch 1\/2 done \(step 3\/6\): mean loss \d\.\d{4}, [\d.]+ img\/s, ETA \d+:\d\d$/m);
+  t.notRegex(r.stderr, /\[#*\.*\]/, 'no redrawn step bar when stderr is not a terminal');
   t.regex(r.stdout, /trained 6 steps \(2 epochs, 96 images\)/);
   t.true(fs.existsSync(again));
 });
@@ -242,4 +243,18 @@ test('--config: API options by call from a JSON file, flags win, bad files and k
   t.regex(cli(['predict', model, path.join(WEAVE, 'test', 'good', '000.png'), '--config', config]).stderr, /--config .*fit\.json: not JSON/);
   fs.writeFileSync(config, JSON.stringify({ load: { cropSize: 56 } }));
   t.is(cli(['evaluate', model, WEAVE, '--config', config, '--json']).code, 0);
+});
+
+test('fit on a terminal: step bars redraw in place, each epoch keeps a summary line of its own', (t) => {
+  const out = path.join(tmpdir(), 'tty.pth');
+  const command = [process.execPath, CLI, 'fit', WEAVE, '--out', out, '--epochs', '2', '--batch-size', '16', '--image-size', '64', '--crop-size', '56', '--warmup', '1']
+    .map((a) => `'${a}'`).join(' ');
+  // script(1) gives the command a pseudo-terminal, as a user's shell would
+  const r = spawnSync('script', ['-qefc', command, '/dev/null'], { encoding: 'utf8', timeout: 120000 });
+  t.is(r.status, 0, r.stdout);
+  const screen = r.stdout.replace(/\x1b\[K/g, '').replace(/\r\n/g, '\n'); // the terminal writes \r\n for \n
+  t.regex(screen, /\r\[#+\.*\] epoch 1\/2 step 1\/6 loss \d\.\d{4}/, 'a step bar drawn with a carriage return');
+  const lines = screen.split('\n').map((l) => l.split('\r').pop().trim()); // what stays on screen
+  t.deepEqual(lines.filter((l) => l.startsWith('epoch ')).map((l) => l.replace(/:.*/, '')), ['epoch 1/2 done (step 3/6)', 'epoch 2/2 done (step 6/6)']);
+  t.true(lines.some((l) => l.startsWith('trained 6 steps')));
 });
