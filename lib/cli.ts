@@ -112,7 +112,7 @@ function optionsOf(values: Record<string, unknown>, flags: Flag[]): Record<strin
   return out;
 }
 
-const folderHelp = `A Folder-style dataset (anomalib's Folder) instead of <dir>:\n${flagHelp(FOLDER_FLAGS)}`;
+const folderHelp = `\nA Folder-style dataset (anomalib's Folder) instead of <dir>:\n${flagHelp(FOLDER_FLAGS)}\n`;
 
 const HELP: Record<string, string> = {
   main: `inp-former <command> [options]
