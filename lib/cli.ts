@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
 import { FIT, FOLDER_DATASET, RUNTIME, Schema, WORKER } from './model/options';
-import type { FolderDataset } from './data/dataset';
+import type { MetricSet } from './results/report';
+import type { CategorySet, FolderDataset } from './data/dataset';
 import { WorkerEvent, startWorker } from './queue/worker';
 import { InpFormerError } from './errors';
 import { readCheckpointFile } from './checkpoint/reader';
@@ -95,10 +96,20 @@ function folderDatasetOf(values: Record<string, unknown>): FolderDataset | undef
   return o as FolderDataset;
 }
 
-/** The data of fit or evaluate: one folder argument, or a Folder dataset by flags. */
-function dataOf(positional: string | undefined, values: Record<string, unknown>, usage: string): string | FolderDataset {
+/**
+ * The data of fit or evaluate: one folder argument, a Folder dataset by flags, or with
+ * --categories the folder as a dataset root and the categories in it (a,b,c or 'all').
+ */
+function dataOf(positional: string | undefined, values: Record<string, unknown>, usage: string): string | FolderDataset | CategorySet {
   const folder = folderDatasetOf(values);
   if ((positional === undefined) === (folder === undefined)) throw new UsageError(`usage: ${usage} (a folder, or a Folder dataset by --normal-dir ...; not both)`);
+  const categories = values.categories as string | undefined;
+  if (categories !== undefined) {
+    if (positional === undefined) throw new UsageError('--categories needs the dataset folder as the argument');
+    const names = categories.split(',').map((c) => c.trim()).filter(Boolean);
+    if (names.length === 0) throw new UsageError("--categories: give names (a,b,c) or 'all'");
+    return names.length === 1 && names[0] === 'all' ? { root: positional } : { root: positional, categories: names };
+  }
   return positional ?? folder!;
 }
 
@@ -118,7 +129,8 @@ const HELP: Record<string, string> = {
   main: `inp-former <command> [options]
 
 Commands:
-  fit <dir> --out <model.pth>        train on normal images (a folder, an MVTec category, or --normal-dir ...)
+  fit <dir> --out <model.pth>        train on normal images (a folder, an MVTec category, --normal-dir ...,
+                                     or a dataset's categories: <root> --categories a,b,c|all)
   predict <model> <images|dirs...>   score images; --heatmaps <dir>, --json
   evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category (or --normal-dir ...)
   info <checkpoint>                  format, architecture, tensors and thresholds of a file
@@ -135,14 +147,16 @@ Run inp-former <command> --help for its options; inp-former --version prints the
 ${flagHelp(FIT_FLAGS)}
   --validation <dir>        calibrate thresholds on a labelled folder after training (default for
                             a Folder dataset with abnormal folders: its test part)
+  --categories <a,b,c|all>  <dir> is a dataset root: one model for these categories (multi-class),
+                            thresholds per category from each one's test set
 ${folderHelp}
   --checkpoint <file>       save model + training state every epoch
   --resume <file>           continue from such a checkpoint
   --config <file.json>      API options: { "create": {...}, "fit": {...} } (flags win)
 
 Ctrl-C stops after the current step and saves the model to --out.`,
-  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--config <file.json>]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
-  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--report <dir>] [--config <file.json>]\n  inp-former evaluate <model> --normal-dir <dir> --abnormal-dir <dir>... [--mask-dir <dir>...] [options]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --report <dir>            also write a visual report: a panel per image, ROC and PRO curves, index.html\n${folderHelp}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
+  predict: `inp-former predict <model> <images or folders...> [--heatmaps <dir>] [--json] [--map-size input|crop] [--category <name>] [--config <file.json>]\n\n  --category <name>         a multi-class model: labels with this category's thresholds\n${flagHelp(RUNTIME_FLAGS)}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
+  evaluate: `inp-former evaluate <model> <category-dir> [--json] [--report <dir>] [--config <file.json>]\n  inp-former evaluate <model> <dataset-root> --categories a,b,c|all    (a row per category and their mean)\n  inp-former evaluate <model> --normal-dir <dir> --abnormal-dir <dir>... [--mask-dir <dir>...] [options]\n\n${flagHelp(RUNTIME_FLAGS)}\n  --report <dir>            also write a visual report: a panel per image, ROC and PRO curves, index.html\n${folderHelp}\n  --config <file.json>      load() options: { "load": {...} } (flags win)`,
   worker: `inp-former worker --redis <url> --models <dir> [options]
 
 ${flagHelp(WORKER_FLAGS)}
@@ -250,7 +264,7 @@ async function cmdFit(args: string[]): Promise<number> {
     args, allowPositionals: true,
     options: {
       out: { type: 'string' }, encoder: { type: 'string' }, validation: { type: 'string' }, checkpoint: { type: 'string' },
-      resume: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS), ...argOptions(FOLDER_FLAGS),
+      resume: { type: 'string' }, categories: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(FIT_FLAGS), ...argOptions(FOLDER_FLAGS),
     },
   });
   if (values.help) return out(HELP.fit), 0;
@@ -265,7 +279,9 @@ async function cmdFit(args: string[]): Promise<number> {
     ...defined({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, validation: values.validation, resumeFrom: values.resume, checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined }),
   } as FitOptions;
   // as anomalib does with a Folder datamodule: thresholds from its test part unless told otherwise
-  if (fitOptions.validation === undefined && typeof data !== 'string' && data.abnormalDirs !== undefined) fitOptions.validation = data;
+  if (fitOptions.validation === undefined && typeof data !== 'string' && 'abnormalDirs' in data && data.abnormalDirs !== undefined) fitOptions.validation = data;
+  // a category set: per-category thresholds from each category's test set
+  if (fitOptions.validation === undefined && typeof data !== 'string' && !('normalDir' in data)) fitOptions.validation = data;
   await checkFitPaths({ out: values.out, checkpoint: fitOptions.checkpoint?.path, validation: typeof fitOptions.validation === 'string' ? fitOptions.validation : undefined, resume: fitOptions.resumeFrom });
   if (create.encoder === undefined) {
     create.encoder = TINY_ENCODER;
@@ -291,6 +307,9 @@ async function cmdFit(args: string[]): Promise<number> {
     const summary = await run;
     await model.save(values.out);
     out(`trained ${summary.steps} steps (${summary.epochs} epochs, ${summary.imagesSeen} images) in ${summary.seconds.toFixed(1)} s, final loss ${summary.finalLoss.toFixed(4)}; saved ${values.out}`);
+    for (const [name, th] of Object.entries(summary.categoryThresholds ?? {})) {
+      out(`calibrated ${name}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
+    }
     if (summary.thresholds) {
       const th = summary.thresholds;
       out(`calibrated on ${typeof fitOptions.validation === 'string' ? fitOptions.validation : `the test part of ${(fitOptions.validation as FolderDataset).normalDir}`}: image threshold ${th.imageThreshold.toPrecision(5)}, pixel threshold ${th.pixelThreshold.toPrecision(5)} (saved with the model)`);
@@ -331,7 +350,7 @@ async function cmdPredict(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
     options: {
-      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS),
+      heatmaps: { type: 'string' }, json: { type: 'boolean' }, 'map-size': { type: 'string' }, category: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS),
     },
   });
   if (values.help) return out(HELP.predict), 0;
@@ -348,7 +367,7 @@ async function cmdPredict(args: string[]): Promise<number> {
     process.stderr.write(`\r${done}/${total} images, ETA ${fmtTime(eta)}\x1b[K${done === total ? '\r\x1b[K' : ''}`);
   };
   try {
-    const rows = model.predictEach(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined, onProgress: progress });
+    const rows = model.predictEach(files, { heatmap: values.heatmaps, mapSize: values['map-size'] as 'input' | 'crop' | undefined, category: values.category, onProgress: progress });
     if (values.json) {
       let first = true;
       out('[');
@@ -374,7 +393,7 @@ async function cmdPredict(args: string[]): Promise<number> {
 async function cmdEvaluate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { json: { type: 'boolean' }, report: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS), ...argOptions(FOLDER_FLAGS) },
+    options: { json: { type: 'boolean' }, report: { type: 'string' }, categories: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(RUNTIME_FLAGS), ...argOptions(FOLDER_FLAGS) },
   });
   if (values.help) return out(HELP.evaluate), 0;
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('usage: inp-former evaluate <model> <category-dir>');
@@ -385,12 +404,20 @@ async function cmdEvaluate(args: string[]): Promise<number> {
     const r = await model.evaluate(data, defined({ report: values.report }));
     if (values.json) return out(JSON.stringify(r, null, 2)), 0;
     const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '   -  ' : x.toFixed(4));
+    type Row = { image: MetricSet; pixel?: MetricSet & { aupro: number } };
+    const row = (name: string, m: Row) =>
+      out(`${name.padEnd(14)} ${f(m.image.auroc).padEnd(12)} ${f(m.image.ap).padEnd(9)} ${f(m.image.f1Max).padEnd(9)} ${f(m.pixel?.auroc).padEnd(12)} ${f(m.pixel?.ap).padEnd(9)} ${f(m.pixel?.f1Max).padEnd(9)} ${f(m.pixel?.aupro)}`);
     out(`${r.images} images, ${r.anomalous} anomalous`);
     out('scope          image AUROC  image AP  image F1  pixel AUROC  pixel AP  pixel F1  AUPRO');
-    const row = (name: string, m: typeof r) =>
-      out(`${name.padEnd(14)} ${f(m.image.auroc).padEnd(12)} ${f(m.image.ap).padEnd(9)} ${f(m.image.f1Max).padEnd(9)} ${f(m.pixel?.auroc).padEnd(12)} ${f(m.pixel?.ap).padEnd(9)} ${f(m.pixel?.f1Max).padEnd(9)} ${f(m.pixel?.aupro)}`);
+    if ('categories' in r) {
+      // upstream's multi-class table: a row per category, then their mean
+      for (const [name, m] of Object.entries(r.categories)) row(name, m);
+      row('mean', r.mean);
+      for (const [name, m] of Object.entries(r.categories)) if (m.reportFile) out(`report of ${name}: ${m.reportFile}`);
+      return 0;
+    }
     row('all', r);
-    for (const [type, m] of Object.entries(r.perDefectType)) row(type, m as typeof r);
+    for (const [type, m] of Object.entries(r.perDefectType)) row(type, m);
     if (r.reportFile) out(`report: ${r.reportFile}`);
     return 0;
   } finally {

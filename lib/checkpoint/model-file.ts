@@ -24,6 +24,19 @@ export interface SavedModel {
   imageSize: number;
   cropSize: number;
   thresholds?: Thresholds;
+  /** a multi-class model's thresholds per category */
+  categoryThresholds?: Record<string, Thresholds>;
+}
+
+const THRESHOLD_KEYS = ['imageThreshold', 'pixelThreshold', 'imageMin', 'imageMax', 'pixelMin', 'pixelMax'] as const;
+
+/** Thresholds read from a file: six finite numbers, or the file is refused (a crafted file must not poison predictions). */
+function checkThresholds(v: unknown, what: string, file: string): Thresholds {
+  const t = v as Record<string, unknown>;
+  if (!t || typeof t !== 'object' || THRESHOLD_KEYS.some((k) => typeof t[k] !== 'number' || !Number.isFinite(t[k]))) {
+    throw new CheckpointError(`the inp-former metadata's ${what} are not six finite numbers (${THRESHOLD_KEYS.join(', ')})`, file);
+  }
+  return Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, t[k]])) as unknown as Thresholds;
 }
 
 /**
@@ -69,6 +82,12 @@ export function readSavedModel(root: unknown, weights: Map<string, unknown>, fil
     saved = JSON.parse(ours.get('config') as string);
   } catch {
     throw new CheckpointError('the inp-former metadata is not valid JSON', file);
+  }
+  if (saved.thresholds !== undefined) saved.thresholds = checkThresholds(saved.thresholds, 'thresholds', file);
+  if (saved.categoryThresholds !== undefined) {
+    const per = saved.categoryThresholds as unknown;
+    if (!per || typeof per !== 'object' || Array.isArray(per)) throw new CheckpointError("the inp-former metadata's category thresholds are not an object", file);
+    saved.categoryThresholds = Object.fromEntries(Object.entries(per).map(([k, v]) => [k, checkThresholds(v, `thresholds of category '${k}'`, file)]));
   }
   if (saved.network?.mlpBias === false) {
     for (const k of [...weights.keys()]) if (MLP_BIAS.exec(k)?.[2] === 'bias') weights.delete(k);

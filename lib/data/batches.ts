@@ -5,8 +5,8 @@
  */
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { ImageInput, RgbImage, decodeImage, isEncoded, listImages } from './images';
-import { FolderDataset, folderTrainingImages } from './dataset';
-import { FOLDER_DATASET, resolve } from '../model/options';
+import { CategorySet, FolderDataset, categoryTrainingImages, folderTrainingImages, isCategorySet, resolveCategories } from './dataset';
+import { CATEGORY_SET, FOLDER_DATASET, resolve } from '../model/options';
 import { native } from '../native/native';
 import { permutation, rng } from '../random';
 
@@ -26,8 +26,8 @@ export interface BatchSource {
   epoch(epochIndex: number): AsyncGenerator<Batch>;
 }
 
-/** A folder, a Folder-style dataset (its normal training images), image inputs, or ready batches. */
-export type FitSource = string | FolderDataset | ImageInput[] | Iterable<TensorBatch> | AsyncIterable<TensorBatch>;
+/** A folder, a Folder-style dataset (its normal training images), a category set (all their normal images), image inputs, or ready batches. */
+export type FitSource = string | FolderDataset | CategorySet | ImageInput[] | Iterable<TensorBatch> | AsyncIterable<TensorBatch>;
 
 export interface DataOptions {
   batchSize: number;
@@ -151,6 +151,9 @@ function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
 
 export async function batchSource(source: FitSource, o: DataOptions): Promise<BatchSource> {
   if (typeof source === 'string') return new ImageBatchSource(await listImages(source), o);
+  if (isCategorySet(source)) {
+    return new ImageBatchSource(await categoryTrainingImages(await resolveCategories(resolve(CATEGORY_SET, source, 'the category set of fit()'))), o);
+  }
   if (source && typeof source === 'object' && 'normalDir' in source) {
     return new ImageBatchSource(await folderTrainingImages(resolve(FOLDER_DATASET, source, 'the Folder dataset of fit()')), o);
   }

@@ -44,8 +44,8 @@ export interface ResolvedFolderDataset {
   root?: string;
 }
 
-/** A labelled set: an MVTec AD category (or its test folder), or a Folder-style dataset. */
-export type LabelledSource = string | FolderDataset;
+/** A labelled set: an MVTec AD category (or its test folder), a Folder-style dataset, or several categories. */
+export type LabelledSource = string | FolderDataset | CategorySet;
 
 /** How messages name a labelled set. */
 export function describeSet(source: string | ResolvedFolderDataset): string {
@@ -155,4 +155,59 @@ export async function readMask(file: string, maxPixels: number): Promise<{ data:
   } catch (err) {
     throw sharpFailure(err, file, maxPixels, 'mask');
   }
+}
+
+/**
+ * Several MVTec AD-layout categories as one dataset (upstream's multi-class setting): one model
+ * trains on all their normal images and is evaluated and calibrated per category.
+ */
+export interface CategorySet {
+  /** the dataset's folder (MVTec AD, VisA in MVTec layout, ...) */
+  root?: string;
+  /** category names under `root`, or category folders; default: every folder under `root` with train/good or test/ */
+  categories?: string[];
+}
+
+/** A category of a CategorySet: its name (the folder's name) and folder. */
+export interface Category {
+  name: string;
+  dir: string;
+}
+
+/** Whether a source is a CategorySet (not a Folder dataset, an array or an iterable). */
+export function isCategorySet(v: unknown): v is CategorySet {
+  return !!v && typeof v === 'object' && !Array.isArray(v) && !('normalDir' in v) && ('categories' in v || 'root' in v)
+    && !(Symbol.iterator in v) && !(Symbol.asyncIterator in v);
+}
+
+/** The categories of a set, checked: each a folder, names unique. */
+export async function resolveCategories(set: CategorySet): Promise<Category[]> {
+  let dirs: string[];
+  if (set.categories) {
+    dirs = set.categories.map((c) => (set.root !== undefined ? path.resolve(set.root, c) : path.resolve(c)));
+  } else {
+    if (set.root === undefined) throw new InvalidArgumentError('a category set needs root, categories or both');
+    if (!(await isDir(set.root))) throw new InvalidArgumentError(`${set.root}: no such folder`);
+    const entries = (await fs.readdir(set.root, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => path.join(set.root!, e.name)).sort();
+    dirs = [];
+    for (const d of entries) if ((await isDir(path.join(d, 'train', 'good'))) || (await isDir(path.join(d, 'test')))) dirs.push(d);
+    if (dirs.length === 0) throw new InvalidArgumentError(`${set.root}: no category folders (with train/good or test/) in it`);
+  }
+  const out: Category[] = [];
+  const seen = new Map<string, string>();
+  for (const dir of dirs) {
+    if (!(await isDir(dir))) throw new InvalidArgumentError(`${dir}: no such category folder`);
+    const name = path.basename(dir);
+    if (seen.has(name)) throw new InvalidArgumentError(`two categories are named '${name}': ${seen.get(name)} and ${dir}`);
+    seen.set(name, dir);
+    out.push({ name, dir });
+  }
+  return out;
+}
+
+/** The normal training images of every category (each an MVTec category: its train/good), in category order. */
+export async function categoryTrainingImages(categories: Category[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const c of categories) for (const f of await listImages(c.dir)) files.push(f); // no push(...): 100,000s of files
+  return files;
 }

@@ -63,6 +63,8 @@ export interface InterpretedCheckpoint {
   /** what the file records of the configuration (anomalib hyper-parameters, our metadata) */
   recorded: Partial<NetworkConfig> & { imageSize?: number; cropSize?: number; precision?: string };
   thresholds?: Thresholds;
+  /** a multi-class model's thresholds per category (our saved models) */
+  categoryThresholds?: Record<string, Thresholds>;
 }
 
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
@@ -302,7 +304,7 @@ export function interpretCheckpoint(file: CheckpointFile): InterpretedCheckpoint
     const saved = readSavedModel(root, weights, where);
     if (saved) {
       const recorded = { ...(saved.network ?? {}), imageSize: saved.imageSize, cropSize: saved.cropSize };
-      return { kind: 'inp-former', weights, recorded, thresholds: saved.thresholds };
+      return { kind: 'inp-former', weights, recorded, thresholds: saved.thresholds, categoryThresholds: saved.categoryThresholds };
     }
     return { kind: 'upstream', weights, recorded: {} };
   }

@@ -16,7 +16,7 @@ import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorr
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
-import type { LabelledSource } from '../data/dataset';
+import { CategorySet, FolderDataset, LabelledSource, ResolvedFolderDataset, isCategorySet, resolveCategories } from '../data/dataset';
 import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
@@ -24,7 +24,7 @@ import { MicroBatcher } from './batcher';
 import { EvaluateOptions, InferTensorResult, LabelledSetOptions, Prediction, PredictEachOptions, PredictEachResult, PredictOptions, Thresholds, predictionOf } from '../results/postprocess';
 import { heatmapFiles, writeHeatmap } from '../results/heatmap';
 import { ScoredSet, scoreLabelledSet } from '../results/evaluation';
-import type { EvaluationReport } from '../results/report';
+import { CategoryReport, EvaluationReport, categoryReportOf } from '../results/report';
 import { calibrationOffThread, evaluationOffThread, visualReportOffThread } from '../results/report-thread';
 import { writeVisualReport } from '../results/visual-report';
 import { resolveEncoderName } from '../weights';
@@ -41,6 +41,8 @@ export class InpFormer {
   #native: NativeModelInstance;
   #config: ModelConfig;
   #thresholds: Thresholds | undefined;
+  /** thresholds per category, from a calibration on a category set (multi-class models) */
+  #categoryThresholds = new Map<string, Thresholds>();
   #exclusive: string | undefined;
   /** the running fit: aborted and awaited by dispose() */
   #fit: { abort: AbortController; done: Promise<unknown> } | undefined;
@@ -48,10 +50,11 @@ export class InpFormer {
   #batcher: MicroBatcher<{ score: number; map: Float32Array }> | undefined;
   #disposed = false;
 
-  private constructor(nativeModel: NativeModelInstance, config: ModelConfig, thresholds?: Thresholds) {
+  private constructor(nativeModel: NativeModelInstance, config: ModelConfig, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
     this.#native = nativeModel;
     this.#config = config;
     this.#thresholds = thresholds;
+    for (const [k, v] of Object.entries(categoryThresholds ?? {})) this.#categoryThresholds.set(k, v);
   }
 
   /** A new model: encoder from DINOv2 weights (or a random-encoder spec), trainable part initialised as the reference does. */
@@ -108,7 +111,7 @@ export class InpFormer {
     reach('build');
     let model: InpFormer;
     try {
-      model = await InpFormer.#open(config, weights, false, 0, ck.thresholds);
+      model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds);
     } catch (err) {
       if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
       throw err;
@@ -121,7 +124,7 @@ export class InpFormer {
     return model;
   }
 
-  static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds) {
+  static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
     try {
@@ -132,7 +135,7 @@ export class InpFormer {
       nativeModel.dispose();
       throw fromNativeError(err);
     }
-    return new InpFormer(nativeModel, config, thresholds);
+    return new InpFormer(nativeModel, config, thresholds, categoryThresholds);
   }
 
   /** The configuration (a copy): architecture, preprocessing sizes, runtime, source. */
@@ -143,6 +146,22 @@ export class InpFormer {
   /** Calibrated post-processing thresholds, if any (from an anomalib checkpoint, calibration or a saved model). */
   get thresholds(): Thresholds | undefined {
     return this.#thresholds ? { ...this.#thresholds } : undefined;
+  }
+
+  /** Thresholds per category of a model calibrated on a category set (predict's `category` picks one). */
+  get categoryThresholds(): Record<string, Thresholds> {
+    return Object.fromEntries([...this.#categoryThresholds].map(([k, v]) => [k, { ...v }]));
+  }
+
+  /** The thresholds predict() uses: the category's, or the model's. */
+  #thresholdsFor(category: string | undefined): Thresholds | undefined {
+    if (category === undefined) return this.#thresholds;
+    const t = this.#categoryThresholds.get(category);
+    if (!t) {
+      const known = [...this.#categoryThresholds.keys()];
+      throw new InvalidArgumentError(`no thresholds for category '${category}' (${known.length ? `calibrated: ${known.join(', ')}` : 'the model was not calibrated on a category set'})`);
+    }
+    return t;
   }
 
   /** Run one native call: refused while disposed or during fit, tracked for dispose(), errors typed. */
@@ -226,7 +245,10 @@ export class InpFormer {
         this.#fit = undefined;
         release();
       }
-      if (o.validation) return { ...summary, thresholds: await this.calibrate(o.validation, { onWarning: o.onWarning, signal: o.signal }) };
+      const validation = o.validation as LabelledSource | undefined;
+      const calibration = { onWarning: o.onWarning, signal: o.signal };
+      if (validation && isCategorySet(validation)) return { ...summary, categoryThresholds: await this.calibrate(validation, calibration) };
+      if (validation) return { ...summary, thresholds: await this.calibrate(validation, calibration) };
       return summary;
     });
     if (this.#fit) this.#fit.done = run.then(undefined, () => undefined);
@@ -310,9 +332,10 @@ export class InpFormer {
     }
   }
 
-  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Pick<Resolved<typeof PREDICT>, 'mapSize' | 'signal'>): Promise<Prediction> {
+  async #predictOne(input: ImageInput, index: number, heatmap: string | undefined, options: Pick<Resolved<typeof PREDICT>, 'mapSize' | 'signal' | 'category'>): Promise<Prediction> {
+    const thresholds = this.#thresholdsFor(options.category); // an unknown category fails before any work
     const scored = await this.#scoreImage(input, index, options.signal);
-    const { prediction, heatmapLayers } = predictionOf(scored, this.#config, this.#thresholds, options.mapSize, heatmap !== undefined);
+    const { prediction, heatmapLayers } = predictionOf(scored, this.#config, thresholds, options.mapSize, heatmap !== undefined);
     if (heatmap) {
       await writeHeatmap(heatmap, { image: scored.image, ...heatmapLayers! });
       prediction.heatmap = heatmap;
@@ -321,8 +344,7 @@ export class InpFormer {
   }
 
   /** Scores and crop-size maps of a labelled set, with its masks. */
-  #scoreLabelledSet(source: LabelledSource, o: Resolved<typeof LABELLED>, what: string): Promise<ScoredSet> {
-    const set = labelledSet(source, what);
+  #scoreLabelledSet(set: string | ResolvedFolderDataset, o: Resolved<typeof LABELLED>): Promise<ScoredSet> {
     const { cropSize, imageSize, maxImagePixels } = this.#config;
     const onProgress = o.onProgress as LabelledSetOptions['onProgress'];
     return scoreLabelledSet(set, (file, i) => this.#scoreImage(file, i), {
@@ -338,31 +360,69 @@ export class InpFormer {
    * statistics. They are kept with the model (and saved by save()). The second argument is the
    * options, or (as before) the warning callback alone.
    */
-  async calibrate(set: LabelledSource, options: LabelledSetOptions | ((m: string) => void) = {}): Promise<Thresholds> {
+  calibrate(set: CategorySet, options?: LabelledSetOptions | ((m: string) => void)): Promise<Record<string, Thresholds>>;
+  calibrate(set: string | FolderDataset, options?: LabelledSetOptions | ((m: string) => void)): Promise<Thresholds>;
+  calibrate(set: LabelledSource, options?: LabelledSetOptions | ((m: string) => void)): Promise<Thresholds | Record<string, Thresholds>>;
+  async calibrate(set: LabelledSource, options: LabelledSetOptions | ((m: string) => void) = {}): Promise<Thresholds | Record<string, Thresholds>> {
     const o = resolve(CALIBRATE, typeof options === 'function' ? { onWarning: options } : options, 'calibrate()');
     const warn = (o.onWarning as ((m: string) => void) | undefined) ?? emitWarning;
-    const scored = await this.#scoreLabelledSet(set, o, 'calibrate()');
+    const source = labelledSet(set, 'calibrate()');
+    if (isCategorySet(source)) {
+      // each category's thresholds from its own test set, all set together once every one is done
+      const out: Record<string, Thresholds> = {};
+      for (const c of await resolveCategories(source)) {
+        out[c.name] = await calibrationOffThread(await this.#scoreLabelledSet(c.dir, this.#forCategory(o, c.name)), (m) => warn(`${c.name}: ${m}`));
+      }
+      for (const [k, v] of Object.entries(out)) this.#categoryThresholds.set(k, v);
+      return this.categoryThresholds;
+    }
+    const scored = await this.#scoreLabelledSet(source, o);
     this.#thresholds = await calibrationOffThread(scored, warn);
     return { ...this.#thresholds };
   }
+
+  /** A category's progress events say which category they count. */
+  #forCategory<T extends Resolved<typeof LABELLED>>(o: T, category: string): T {
+    const onProgress = o.onProgress as LabelledSetOptions['onProgress'];
+    return { ...o, onProgress: onProgress && ((p: { done: number; total: number }) => onProgress({ ...p, category })) };
+  }
+
 
   /**
    * Image and pixel metrics on a labelled set, overall and per defect type: an MVTec AD-layout
    * category, or a Folder-style dataset's test part.
    */
-  async evaluate(set: LabelledSource, options: EvaluateOptions = {}): Promise<EvaluationReport> {
+  evaluate(set: CategorySet, options?: EvaluateOptions): Promise<CategoryReport>;
+  evaluate(set: string | FolderDataset, options?: EvaluateOptions): Promise<EvaluationReport>;
+  evaluate(set: LabelledSource, options?: EvaluateOptions): Promise<EvaluationReport | CategoryReport>;
+  async evaluate(set: LabelledSource, options: EvaluateOptions = {}): Promise<EvaluationReport | CategoryReport> {
     const o = resolve(EVALUATE, options, 'evaluate()');
-    const scored = await this.#scoreLabelledSet(set, o, 'evaluate()');
+    const source = labelledSet(set, 'evaluate()');
+    if (isCategorySet(source)) {
+      // each category against its own thresholds, as upstream reports the multi-class setting
+      const reports: Record<string, EvaluationReport> = {};
+      for (const c of await resolveCategories(source)) {
+        const one = { ...this.#forCategory(o, c.name), report: o.report === undefined ? undefined : path.join(o.report, c.name) };
+        reports[c.name] = await this.#evaluateOne(c.dir, one, this.#categoryThresholds.get(c.name) ?? this.#thresholds);
+      }
+      return categoryReportOf(reports);
+    }
+    return this.#evaluateOne(source, o, this.#thresholds);
+  }
+
+  async #evaluateOne(set: string | ResolvedFolderDataset, o: Resolved<typeof EVALUATE>, thresholds: Thresholds | undefined): Promise<EvaluationReport> {
+    const scored = await this.#scoreLabelledSet(set, o);
     if (o.report === undefined) return evaluationOffThread(scored);
     const visual = await visualReportOffThread(scored, () => {}); // a one-class set is told by its metrics
     const { imageSize, maxImagePixels } = this.#config;
     const reportFile = await writeVisualReport(o.report, {
       set: scored, report: visual.report, curves: visual.curves, imageSize, maxImagePixels, signal: o.signal,
-      thresholds: this.#thresholds ?? visual.ownThresholds, thresholdsFrom: this.#thresholds ? 'model' : 'set',
+      thresholds: thresholds ?? visual.ownThresholds, thresholdsFrom: thresholds ? 'model' : 'set',
       title: typeof set === 'string' ? set : `Folder dataset ${set.normalDir}`,
     });
     return { ...visual.report, reportFile };
   }
+
 
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
@@ -389,7 +449,8 @@ export class InpFormer {
   async #saveUnchecked(file: string, extra: Record<string, string> = {}): Promise<void> {
     const params = (await this.#native.stateDict()).map((t) => ({ name: t.name!, data: t.data, shape: t.shape }));
     const { network, imageSize, cropSize } = this.#config;
-    await writeModelFile(file, params, { network, imageSize, cropSize, thresholds: this.#thresholds }, packageVersion(), extra);
+    const categoryThresholds = this.#categoryThresholds.size ? this.categoryThresholds : undefined;
+    await writeModelFile(file, params, { network, imageSize, cropSize, thresholds: this.#thresholds, categoryThresholds }, packageVersion(), extra);
   }
 
   /** Free the native model. Stops a running fit (within a step), waits for calls in flight; later calls reject with DisposedError. */

@@ -240,11 +240,22 @@ export const FOLDER_DATASET = {
   root: opt(text, 'folder that relative folders are resolved against'),
 };
 
-/** A labelled set: an MVTec AD category or test folder, or a Folder-style dataset. */
-export const labelledSet: Check<string | Resolved<typeof FOLDER_DATASET>> = (v, name) => {
+/** Several MVTec-layout categories (upstream's multi-class setting). */
+export const CATEGORY_SET = {
+  root: opt(text, "the dataset's folder"),
+  categories: opt(folders, 'category names under root, or category folders (default: every category folder under root)'),
+};
+
+type LabelledSetValue = string | Resolved<typeof FOLDER_DATASET> | Resolved<typeof CATEGORY_SET>;
+
+/** A labelled set: an MVTec AD category or test folder, a Folder-style dataset, or a category set. */
+export const labelledSet: Check<LabelledSetValue> = (v, name) => {
   if (typeof v === 'string') return text(v, name);
-  if (v && typeof v === 'object' && !Array.isArray(v)) return resolve(FOLDER_DATASET, v, `the Folder dataset of ${name}`);
-  throw invalid(name, 'a folder (MVTec AD layout) or a Folder-style dataset { normalDir, abnormalDirs, maskDirs, ... }', v);
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    if ('normalDir' in v) return resolve(FOLDER_DATASET, v, `the Folder dataset of ${name}`);
+    if ('categories' in v || 'root' in v) return resolve(CATEGORY_SET, v, `the category set of ${name}`);
+  }
+  throw invalid(name, 'a folder (MVTec AD layout), a Folder-style dataset { normalDir, abnormalDirs, maskDirs, ... } or a category set { root, categories }', v);
 };
 
 export const LOAD = {
@@ -282,6 +293,7 @@ const CHECKPOINT = {
 };
 
 export const PREDICT = {
+  category: opt(text, "use this category's thresholds (a model calibrated on a category set)"),
   mapSize: def(oneOf('input', 'crop'), 'input', "'input': the map at the input image's size; 'crop': at the model's crop"),
   heatmap: opt(text, 'write a heatmap PNG: a file path for one input, a folder for an array'),
   signal: opt(abortSignal, 'cancels the images not yet started (AbortError)'),

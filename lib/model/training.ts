@@ -54,6 +54,8 @@ export interface FitSummary {
   /** seconds the model waited for data (decode + preprocess not ready in time) */
   dataWaitSeconds: number;
   dataWaitShare: number;
+  /** thresholds per category, calibrated on a `validation` category set */
+  categoryThresholds?: Record<string, Thresholds>;
   /** thresholds calibrated on `validation`, when given */
   thresholds?: Thresholds;
 }

@@ -5,7 +5,7 @@
  */
 import type { CreateOptions } from '../model/options';
 import type { FitOptions, FitProgress, FitSummary } from '../model/training';
-import type { EvaluationReport } from '../results/report';
+import type { CategoryReport, EvaluationReport } from '../results/report';
 import type { LabelledSource } from '../data/dataset';
 
 export type JobKind = 'fit' | 'predict' | 'evaluate';
@@ -80,7 +80,7 @@ export interface PredictJobResult {
 }
 
 export interface EvaluateJobResult {
-  report: EvaluationReport;
+  report: EvaluationReport | CategoryReport;
   worker: string;
 }
 

@@ -59,6 +59,8 @@ export interface PredictOptions {
   heatmap?: string;
   /** cancels the images not yet started: the call rejects with AbortError */
   signal?: AbortSignal;
+  /** a multi-class model: label and mask with this category's thresholds (see calibrate() on a category set) */
+  category?: string;
 }
 
 /** Options of predictEach(). */
@@ -81,8 +83,8 @@ export interface PredictEachResult {
 export interface LabelledSetOptions {
   /** cancels the scoring between images: the call rejects with AbortError */
   signal?: AbortSignal;
-  /** called with the images scored so far (an exception thrown here is reported as a warning) */
-  onProgress?: (p: { done: number; total: number }) => void;
+  /** called with the images scored so far, and for a category set the category they are of (an exception thrown here is reported as a warning) */
+  onProgress?: (p: { done: number; total: number; category?: string }) => void;
   /** calibrate(): warnings, e.g. a set of one class (default: process.emitWarning) */
   onWarning?: (message: string) => void;
 }

@@ -54,6 +54,29 @@ export interface EvaluationReport {
   reportFile?: string;
 }
 
+/** evaluate() over a category set: a report per category and their means, as upstream prints them. */
+export interface CategoryReport {
+  images: number;
+  anomalous: number;
+  categories: Record<string, EvaluationReport>;
+  /** the mean of each metric over the categories (pixel metrics when every category has masks) */
+  mean: { image: MetricSet; pixel?: MetricSet & { aupro: number } };
+}
+
+function meanOf<T extends object>(sets: T[]): T {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(sets[0])) out[k] = sets.reduce((a, m) => a + (m as Record<string, number>)[k], 0) / sets.length;
+  return out as T;
+}
+
+/** Per-category reports into one: sums of counts and means of metrics. */
+export function categoryReportOf(reports: Record<string, EvaluationReport>): CategoryReport {
+  const all = Object.values(reports);
+  const mean: CategoryReport['mean'] = { image: meanOf(all.map((r) => r.image)) };
+  if (all.every((r) => r.pixel)) mean.pixel = meanOf(all.map((r) => r.pixel!));
+  return { images: all.reduce((a, r) => a + r.images, 0), anomalous: all.reduce((a, r) => a + r.anomalous, 0), categories: reports, mean };
+}
+
 function imageMetrics(scores: ArrayLike<number>, labels: ArrayLike<number>): MetricSet {
   return { auroc: auroc(scores, labels), ap: averagePrecision(scores, labels), f1Max: f1Max(scores, labels).f1 };
 }
