@@ -45,6 +45,7 @@ const WORKER_FLAGS = [
 const FIT_FLAGS = [
   flag('epochs', FIT, 'epochs', 'integer'), flag('batch-size', FIT, 'batchSize', 'integer'), flag('max-steps', FIT, 'maxSteps', 'integer'),
   flag('warmup', FIT, 'warmupSteps', 'integer'), flag('lr', FIT, 'learningRate', 'number'), flag('seed', FIT, 'seed', 'integer'),
+  flag('shot', FIT, 'fewShot', 'integer'), flag('recipe', FIT, 'recipe', 'text'),
   flag('image-size', RUNTIME, 'imageSize', 'integer'), flag('crop-size', RUNTIME, 'cropSize', 'integer'), ...RUNTIME_FLAGS,
 ];
 
@@ -271,12 +272,12 @@ async function cmdFit(args: string[]): Promise<number> {
   if (positionals.length > 1 || !values.out) throw new UsageError('usage: inp-former fit <dir> --out <model.pth> (see --help)');
   const data = dataOf(positionals[0], values, 'inp-former fit <dir> --out <model.pth>');
   const given = optionsOf(values, FIT_FLAGS);
-  const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, imageSize, cropSize, device, precision, threads, maxImagePixels } = given;
+  const { epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, fewShot, recipe, imageSize, cropSize, device, precision, threads, maxImagePixels } = given;
   const config = await readConfig(values.config, ['create', 'fit']);
   const create = { ...config.create, ...defined({ encoder: values.encoder, imageSize, cropSize, device, precision, threads, seed, maxImagePixels }) } as CreateOptions;
   const fitOptions = {
     ...config.fit,
-    ...defined({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, validation: values.validation, resumeFrom: values.resume, checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined }),
+    ...defined({ epochs, batchSize, maxSteps, warmupSteps, learningRate, seed, fewShot, recipe, validation: values.validation, resumeFrom: values.resume, checkpoint: values.checkpoint ? { path: values.checkpoint } : undefined }),
   } as FitOptions;
   // as anomalib does with a Folder datamodule: thresholds from its test part unless told otherwise
   if (fitOptions.validation === undefined && typeof data !== 'string' && 'abnormalDirs' in data && data.abnormalDirs !== undefined) fitOptions.validation = data;

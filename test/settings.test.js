@@ -96,3 +96,81 @@ test('CLI: fit <root> --categories all and evaluate --categories print a row per
   t.is(pred.status, 0, pred.stderr);
   t.is(typeof JSON.parse(pred.stdout)[0].isAnomalous, 'boolean');
 });
+
+const { native } = require('inp-former/internal');
+const { decodeImage } = require('inp-former/internal');
+
+/** Pre-processed synth-ad images [K, 3, 56, 56] as the model sees them. */
+async function preprocessed(files) {
+  const images = await Promise.all(files.map((f, i) => decodeImage(f, i, 1e8)));
+  return native().preprocess(images, 64, 56);
+}
+
+test('few-shot views: the 22 augmentations equal Python torch computing the same ops (affine_grid + grid_sample, reflection)', async (t) => {
+  const files = ['000.png', '001.png'].map((f) => path.join(SYNTH, 'weave', 'train', 'good', f));
+  const shape = [2, 3, 56, 56];
+  const x = await preprocessed(files);
+  const views = await native().fewShotViews(x, shape);
+  const per = 3 * 56 * 56;
+  t.is(views.length, 2 * 22 * per);
+  const dir = tmpdir();
+  fs.writeFileSync(path.join(dir, 'in.f32'), Buffer.from(x.buffer, x.byteOffset, x.byteLength));
+  const py = spawnSync('/usr/bin/python3', [path.join(__dirname, 'python', 'few_shot_views.py'), path.join(dir, 'in.f32'), shape.join(','), path.join(dir, 'out.f32')], { encoding: 'utf8' });
+  t.is(py.status, 0, py.stderr);
+  const b = fs.readFileSync(path.join(dir, 'out.f32'));
+  const expected = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  let err = 0;
+  for (let i = 0; i < expected.length; i++) err = Math.max(err, Math.abs(expected[i] - views[i]));
+  t.log(`max |ours - torch| over 44 views: ${err}`);
+  t.true(err <= 1e-6, `max difference ${err}`);
+
+  // the views are what they claim: view 0 the image, view 17 its mirror, view 18 grey, views differ
+  const view = (img, v) => views.subarray((img * 22 + v) * per, (img * 22 + v + 1) * per);
+  t.deepEqual(Array.from(view(1, 0)), Array.from(x.subarray(per, 2 * per)));
+  const mirrored = view(0, 17);
+  t.is(mirrored[5], x[55 - 5]);
+  const grey = view(0, 18);
+  t.is(grey[10], grey[10 + 56 * 56]);
+  for (let v = 1; v < 22; v++) t.notDeepEqual(Array.from(view(0, v).subarray(0, 200)), Array.from(view(0, 0).subarray(0, 200)), `view ${v} differs from the image`);
+});
+
+test('few-shot training: K shots per category, 22 views each; the few-shot recipe; errors', async (t) => {
+  const model = await InpFormer.create(tiny);
+  const summary = await model.fit({ root: SYNTH }, { recipe: 'few-shot', epochs: 1, batchSize: 8, warmupSteps: 2, seed: 1 });
+  t.is(summary.imagesSeen, 2 * 4 * 22, "the recipe's 4 shots of each of 2 categories, 22 views each");
+  const two = await model.fit(path.join(SYNTH, 'disc'), { ...quick, fewShot: 2, batchSize: 4 });
+  t.is(two.imagesSeen, 44);
+  await t.throwsAsync(model.fit(path.join(SYNTH, 'disc'), { ...quick, fewShot: 61 }), { instanceOf: InvalidArgumentError, message: /fewShot 61: .*disc has only 60 training image/ });
+  await t.throwsAsync(model.fit([{ data: new Float32Array(3 * 56 * 56), shape: [1, 3, 56, 56] }], { ...quick, fewShot: 1 }), { instanceOf: InvalidArgumentError, message: /fewShot needs images/ });
+  await t.throwsAsync(model.fit(path.join(SYNTH, 'disc'), { ...quick, recipe: 'zero-shot' }), { instanceOf: InvalidArgumentError, message: /recipe/ });
+  const r = await model.evaluate({ root: SYNTH });
+  t.log(`few-shot (4 shots) AUROC weave ${r.categories.weave.image.auroc.toFixed(3)}, disc ${r.categories.disc.image.auroc.toFixed(3)}`);
+  await model.dispose();
+});
+
+test('CLI: fit --shot K trains on K shots and their views', (t) => {
+  const out = path.join(tmpdir(), 'shot.pth');
+  const r = spawnSync(process.execPath, [CLI, 'fit', path.join(SYNTH, 'weave'), '--shot', '2', '--out', out, '--epochs', '1', '--batch-size', '4', '--image-size', '64', '--crop-size', '56', '--warmup', '1'], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /trained 11 steps \(1 epochs, 44 images\)/);
+});
+
+test("a checkpoint in the layout of upstream's released multi-class and few-shot weights (ViT-B/14 reg4, 448/392, 6 INPs) loads as it is", async (t) => {
+  // built here: the released files are upstream's model.state_dict(), a bare torch.save with no metadata of ours
+  const built = await InpFormer.create({ encoder: { embedDim: 768, depth: 12, numHeads: 12, numRegisterTokens: 4, posGridSize: 37, seed: 1 }, threads: 2 });
+  const file = path.join(tmpdir(), 'released-layout.pth');
+  await writeTorchFile(file, await built.stateDict(), {});
+  const image = path.join(SYNTH, 'weave', 'test', 'hole', '000.png');
+  const expected = await built.predict(image);
+  await built.dispose();
+  const model = await InpFormer.load(file, { threads: 2 });
+  const c = model.config;
+  t.is(c.source.kind, 'upstream');
+  t.deepEqual([c.imageSize, c.cropSize], [448, 392], "upstream's resize and crop");
+  t.deepEqual([c.network.encoder.embedDim, c.network.encoder.depth, c.network.encoder.numHeads, c.network.encoder.numRegisterTokens], [768, 12, 12, 4]);
+  t.is(c.network.inpNum, 6);
+  t.deepEqual(c.network.targetLayers, [2, 3, 4, 5, 6, 7, 8, 9]);
+  const p = await model.predict(image);
+  t.is(p.score, expected.score, 'the loaded network is the saved one');
+  await model.dispose();
+});

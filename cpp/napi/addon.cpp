@@ -1,10 +1,11 @@
-// addon.cpp - module entry: runtime(), preprocess() and the NativeModel class.
+// addon.cpp - module entry: runtime(), preprocess(), fewShotViews() and the NativeModel class.
 #include <napi.h>
 
 #include <memory>
 
 #include "async_job.h"
 #include "convert.h"
+#include "core/augment.h"
 #include "core/errors.h"
 #include "core/executor.h"
 #include "core/model.h"
@@ -71,10 +72,22 @@ Napi::Value preprocess(const Napi::CallbackInfo& info) {
   });
 }
 
+// fewShotViews(Float32Array, [N, 3, H, W]) -> Promise<Float32Array> of shape [22 N, 3, H, W]
+Napi::Value fewShotViewsOf(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return promiseOrRejection(env, [&]() -> Napi::Value {
+    auto images = std::make_shared<torch::Tensor>(tensorFromJs(info[0], info[1], "few-shot images"));  // a copy: JS may reuse it
+    return schedule<torch::Tensor>(
+        env, dataExecutor(), [images] { return fewShotViews(*images); },
+        [](Napi::Env e, torch::Tensor& t) -> Napi::Value { return float32ArrayFrom(e, t, Memory::kHandOver); });
+  });
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   installForkGuard();
   exports.Set("runtime", Napi::Function::New(env, runtime));
   exports.Set("preprocess", Napi::Function::New(env, preprocess));
+  exports.Set("fewShotViews", Napi::Function::New(env, fewShotViewsOf));
   exports.Set("NativeModel", NativeModel::define(env));
   return exports;
 }

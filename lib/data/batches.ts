@@ -5,7 +5,7 @@
  */
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { ImageInput, RgbImage, decodeImage, isEncoded, listImages } from './images';
-import { CategorySet, FolderDataset, categoryTrainingImages, folderTrainingImages, isCategorySet, resolveCategories } from './dataset';
+import { CategorySet, FolderDataset, folderTrainingImages, isCategorySet, resolveCategories } from './dataset';
 import { CATEGORY_SET, FOLDER_DATASET, resolve } from '../model/options';
 import { native } from '../native/native';
 import { permutation, rng } from '../random';
@@ -40,6 +40,8 @@ export interface DataOptions {
   prefetchBatches: number;
   /** decodes in flight at once */
   decodeConcurrency: number;
+  /** few-shot: this many images per category, each expanded into its 22 views */
+  fewShot?: number;
   warn: (message: string) => void;
 }
 
@@ -134,6 +136,58 @@ class ImageBatchSource implements BatchSource {
   }
 }
 
+/**
+ * Few-shot training data (upstream's few-shot setting): K images picked per category with the
+ * seed, pre-processed, each expanded into its 22 views (cpp/core/augment.h), held in memory
+ * (22 K images: small by construction) and shuffled each epoch; the last short batch is
+ * dropped, as upstream's loader does.
+ */
+class FewShotBatchSource implements BatchSource {
+  stepsPerEpoch: number;
+  private readonly batchSize: number;
+  private readonly count: number;
+  private readonly per: number;
+  constructor(private readonly views: Float32Array, private readonly o: DataOptions) {
+    this.per = 3 * o.cropSize * o.cropSize;
+    this.count = views.length / this.per;
+    this.batchSize = Math.min(o.batchSize, this.count);
+    if (this.batchSize < o.batchSize) o.warn(`few-shot: ${this.count} views, fewer than one batch of ${o.batchSize}: training on batches of ${this.count}`);
+    this.stepsPerEpoch = Math.floor(this.count / this.batchSize);
+  }
+
+  static async of(groups: Array<{ name: string; items: ImageInput[] }>, o: DataOptions): Promise<FewShotBatchSource> {
+    const k = o.fewShot!;
+    const parts: Float32Array[] = [];
+    for (const [g, { name, items }] of groups.entries()) {
+      if (items.length < k) throw new InvalidArgumentError(`fewShot ${k}: ${name} has only ${items.length} training image(s)`);
+      // the shots of each category from the seed (and the category's place), in their listing order
+      const picked = permutation(items.length, rng(o.seed * 7919 + g)).slice(0, k).sort((a, b) => a - b);
+      const images = await Promise.all(picked.map((i) => decodeImage(items[i], i, o.maxImagePixels)));
+      const data = await native().preprocess(images, o.imageSize, o.cropSize);
+      parts.push(await native().fewShotViews(data, [k, 3, o.cropSize, o.cropSize]));
+    }
+    const views = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      views.set(p, at);
+      at += p.length;
+    }
+    return new FewShotBatchSource(views, o);
+  }
+
+  async *epoch(epochIndex: number): AsyncGenerator<Batch> {
+    const order = this.o.shuffle ? permutation(this.count, rng(this.o.seed * 1000003 + epochIndex)) : [...Array(this.count).keys()];
+    for (let s = 0; s < this.stepsPerEpoch; s++) {
+      const data = new Float32Array(this.batchSize * this.per);
+      for (let j = 0; j < this.batchSize; j++) {
+        const i = order[s * this.batchSize + j];
+        data.set(this.views.subarray(i * this.per, (i + 1) * this.per), j * this.per);
+      }
+      yield { data, shape: [this.batchSize, 3, this.o.cropSize, this.o.cropSize], waitSeconds: 0 };
+    }
+  }
+}
+
 function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
   let active = 0;
   const queue: (() => void)[] = [];
@@ -150,19 +204,32 @@ function concurrencyLimit(max: number): <T>(f: () => Promise<T>) => Promise<T> {
 }
 
 export async function batchSource(source: FitSource, o: DataOptions): Promise<BatchSource> {
-  if (typeof source === 'string') return new ImageBatchSource(await listImages(source), o);
-  if (isCategorySet(source)) {
-    return new ImageBatchSource(await categoryTrainingImages(await resolveCategories(resolve(CATEGORY_SET, source, 'the category set of fit()'))), o);
+  const groups = await imageGroups(source);
+  if (o.fewShot !== undefined) {
+    if (!groups) throw new InvalidArgumentError('fewShot needs images (a folder, a Folder dataset, a category set or an array of images), not ready batches');
+    return FewShotBatchSource.of(groups, o);
   }
-  if (source && typeof source === 'object' && 'normalDir' in source) {
-    return new ImageBatchSource(await folderTrainingImages(resolve(FOLDER_DATASET, source, 'the Folder dataset of fit()')), o);
-  }
-  if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || isEncoded(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
-    if (source.length === 0) throw new InvalidArgumentError('no training images were given');
-    return new ImageBatchSource(source as ImageInput[], o);
-  }
+  if (groups) return new ImageBatchSource(groups.flatMap((g) => g.items), o);
   if (source && (Symbol.iterator in Object(source) || Symbol.asyncIterator in Object(source))) {
     return new TensorBatchSource(source as Iterable<TensorBatch>);
   }
-  throw new InvalidArgumentError('fit source must be a folder, a Folder dataset { normalDir, ... }, an array of image paths/Buffers, or an iterable of { data, shape } batches');
+  throw new InvalidArgumentError('fit source must be a folder, a Folder dataset { normalDir, ... }, a category set { root, categories }, an array of image paths/Buffers, or an iterable of { data, shape } batches');
+}
+
+/** The training images of a source, by category (one group but for a category set); undefined for ready batches. */
+async function imageGroups(source: FitSource): Promise<Array<{ name: string; items: ImageInput[] }> | undefined> {
+  if (typeof source === 'string') return [{ name: source, items: await listImages(source) }];
+  if (isCategorySet(source)) {
+    const categories = await resolveCategories(resolve(CATEGORY_SET, source, 'the category set of fit()'));
+    return Promise.all(categories.map(async (c) => ({ name: c.dir, items: await listImages(c.dir) })));
+  }
+  if (source && typeof source === 'object' && 'normalDir' in source) {
+    const ds = resolve(FOLDER_DATASET, source, 'the Folder dataset of fit()');
+    return [{ name: ds.normalDir, items: await folderTrainingImages(ds) }];
+  }
+  if (Array.isArray(source) && (source.length === 0 || typeof source[0] === 'string' || isEncoded(source[0]) || (source[0] as { width?: number }).width !== undefined)) {
+    if (source.length === 0) throw new InvalidArgumentError('no training images were given');
+    return [{ name: 'the images given', items: source as ImageInput[] }];
+  }
+  return undefined;
 }

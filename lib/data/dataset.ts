@@ -204,10 +204,3 @@ export async function resolveCategories(set: CategorySet): Promise<Category[]> {
   }
   return out;
 }
-
-/** The normal training images of every category (each an MVTec category: its train/good), in category order. */
-export async function categoryTrainingImages(categories: Category[]): Promise<string[]> {
-  const files: string[] = [];
-  for (const c of categories) for (const f of await listImages(c.dir)) files.push(f); // no push(...): 100,000s of files
-  return files;
-}

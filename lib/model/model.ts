@@ -17,7 +17,7 @@ import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
 import { CategorySet, FolderDataset, LabelledSource, ResolvedFolderDataset, isCategorySet, resolveCategories } from '../data/dataset';
-import { CREATE, CreateOptions, FIT, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { CREATE, CreateOptions, FIT, RECIPES, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
@@ -216,7 +216,9 @@ export class InpFormer {
    */
   fit(source: FitSource, options: FitOptions = {}): TrainingRun {
     const run = new TrainingRun(async (emit) => {
-      const o = resolve(FIT, options, 'fit()');
+      // a recipe's values fill what the caller did not give
+      const recipe = options !== null && typeof options === 'object' ? RECIPES[options.recipe as keyof typeof RECIPES] : undefined;
+      const o = resolve(FIT, recipe ? { ...recipe, ...options } : options, 'fit()');
       const release = this.#takeExclusive('fit');
       // one signal for the user's abort and dispose()
       const abort = new AbortController();

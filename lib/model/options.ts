@@ -266,6 +266,18 @@ export const LOAD = {
   onProgress: opt(func, "called with { stage: 'read' | 'build' | 'ready', file }"),
 };
 
+/**
+ * Upstream's recipes (INP_Former_*.py): one schedule for every setting (batch 16, 200 epochs,
+ * lr 1e-3 with 100 warm-up steps and a cosine to 1e-4, weight decay 1e-4, clip 0.1); few-shot
+ * trains on 4 shots per category, each expanded into 22 views.
+ */
+const UPSTREAM_SCHEDULE = { epochs: 200, batchSize: 16, learningRate: 1e-3, finalLearningRate: 1e-4, warmupSteps: 100, weightDecay: 1e-4, gradClipNorm: 0.1 };
+export const RECIPES: Record<'single-class' | 'multi-class' | 'few-shot', Record<string, unknown>> = {
+  'single-class': UPSTREAM_SCHEDULE,
+  'multi-class': UPSTREAM_SCHEDULE,
+  'few-shot': { ...UPSTREAM_SCHEDULE, fewShot: 4 },
+};
+
 export const FIT = {
   epochs: def(integer(1, 1_000_000), 200, 'passes over the data'),
   maxSteps: opt(integer(1, 1e12), 'stop after this many steps (the schedule spans min(epochs x steps per epoch, maxSteps))'),
@@ -280,6 +292,8 @@ export const FIT = {
   skipBadImages: def(boolean, false, 'skip unreadable images with a warning instead of failing'),
   prefetchBatches: def(integer(1, 64), 2, 'batches prepared ahead of the model'),
   checkpoint: opt((v, name) => resolve(CHECKPOINT, v, 'fit()', `${name}.`), 'save model + training state every everyEpochs epochs and at the end'),
+  fewShot: opt(integer(1, 100_000), "few-shot: K normal images per category (picked with the seed), each expanded into 22 views, as upstream's few-shot setting"),
+  recipe: opt(oneOf('single-class', 'multi-class', 'few-shot'), "upstream's recipe, 'single-class', 'multi-class' or 'few-shot': its values fill the options not given"),
   validation: opt(labelledSet, 'a labelled set (MVTec folder or Folder-style dataset) on which to calibrate thresholds after training'),
   resumeFrom: opt(text, 'continue a run from a checkpoint written by `checkpoint`'),
   signal: opt(abortSignal, 'cancels the fit'),

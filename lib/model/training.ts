@@ -84,6 +84,13 @@ export interface FitOptions {
   prefetchBatches?: number;
   /** save model + training state every `everyEpochs` epochs and at the end */
   checkpoint?: { path: string; everyEpochs?: number };
+  /**
+   * few-shot: train on K normal images per category (picked with `seed`), each expanded into 22
+   * views (rotations, translations, a flip, greyscale, quarter turns), as upstream's few-shot setting
+   */
+  fewShot?: number;
+  /** upstream's recipe for a setting; its values fill the options not given (docs/settings.md) */
+  recipe?: 'single-class' | 'multi-class' | 'few-shot';
   /** a labelled set (MVTec-layout folder or Folder dataset) on which to calibrate thresholds after training */
   validation?: LabelledSource;
   /** continue a run from a checkpoint written by `checkpoint` */
@@ -254,6 +261,7 @@ export async function runTraining(
     skipBadImages: o.skipBadImages,
     prefetchBatches: o.prefetchBatches,
     decodeConcurrency: 4,
+    fewShot: o.fewShot,
     warn,
   });
   const perEpoch = source_.stepsPerEpoch;

@@ -106,6 +106,8 @@ export async function whileBorrowed<T>(arrays: unknown, call: () => Promise<T>):
 export interface NativeAddon {
   runtime(): NativeRuntime;
   preprocess(images: { data: Uint8Array; width: number; height: number }[], resize: number, crop: number): Promise<Float32Array>;
+  /** [N, 3, H, W] pre-processed images -> their 22 few-shot views each, [22 N, 3, H, W] (cpp/core/augment.h) */
+  fewShotViews(data: Float32Array, shape: number[]): Promise<Float32Array>;
   NativeModel: new (threads?: number) => NativeModelInstance;
 }
 
