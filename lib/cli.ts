@@ -135,6 +135,7 @@ Commands:
   predict <model> <images|dirs...>   score images; --heatmaps <dir>, --json
   evaluate <model> <category-dir>    image and pixel metrics on an MVTec AD-layout category (or --normal-dir ...)
   info <checkpoint>                  format, architecture, tensors and thresholds of a file
+  export <model> --out <model.onnx>  the network, map and score as an ONNX graph (opset 17)
   weights download <name>            fetch Meta's DINOv2 weights into ${cacheDir()}
   doctor                             libtorch, binary, BLAS, CPU features, threads, CUDA; what to install
   worker --redis <url> --models <dir>   run queued fit/predict/evaluate jobs (inp-former/queue; needs bullmq, ioredis)
@@ -167,6 +168,13 @@ Runs jobs added with inp-former/queue's InpFormerQueue until stopped. SIGTERM or
 taking jobs and finish the running ones; a second one: quit now (another worker resumes a
 running fit from its last checkpoint once the lock expires). See docs/scale-out.md.`,
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
+  export: `inp-former export <model> --out <model.onnx> [--batch N] [--size N] [--config <file.json>]
+
+  --batch <n>               images per run of the graph (fixed; default 1)
+  --size <n>                the square input's side (default: the model's crop)
+
+Input 'images': pre-processed images [batch, 3, size, size] (resize, centre crop, ImageNet
+mean/std); outputs 'anomaly_map' [batch, 1, size, size] and 'score' [batch], as predict().`,
   doctor: `inp-former doctor [--json]    (exit code 1 when the native addon cannot load)`,
   weights: `inp-former weights download <name> [--dir <folder>]
 
@@ -426,6 +434,32 @@ async function cmdEvaluate(args: string[]): Promise<number> {
   }
 }
 
+async function cmdExport(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { out: { type: 'string' }, batch: { type: 'string' }, size: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help) return out(HELP.export), 0;
+  if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former export <model> --out <model.onnx> [--batch N] [--size N]');
+  const integerFlag = (name: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${name}: expected an integer, got '${v}'`);
+    return Number(v);
+  };
+  const options = defined({ batch: integerFlag('batch', values.batch), size: integerFlag('size', values.size) });
+  const config = await readConfig(values.config, ['load']);
+  const model = await InpFormer.load(positionals[0], config.load as LoadOptions);
+  try {
+    await model.exportOnnx(values.out, options);
+    const batch = options.batch ?? 1;
+    const size = options.size ?? model.config.cropSize;
+    out(`wrote ${values.out}: input 'images' [${batch}, 3, ${size}, ${size}] (pre-processed); outputs 'anomaly_map' [${batch}, 1, ${size}, ${size}], 'score' [${batch}]`);
+    return 0;
+  } finally {
+    await model.dispose();
+  }
+}
+
 async function cmdInfo(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean' } } });
   if (values.help) return out(HELP.info), 0;
@@ -524,6 +558,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdEvaluate(rest);
       case 'info':
         return await cmdInfo(rest);
+      case 'export':
+        return await cmdExport(rest);
       case 'weights':
         return await cmdWeights(rest);
       case 'doctor':

@@ -18,3 +18,6 @@ fi
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 npm ci --no-audit --no-fund   # its install step builds the addon (cmake-js) when no prebuild fits
 npm run build
+# onnxruntime-node, for the ONNX export's tests only (never a dependency): in a folder of its own,
+# without its install script, which would download from outside; its CPU binaries ship in the package
+npm install --prefix .test-deps --no-save --no-audit --no-fund --ignore-scripts onnxruntime-node@1.30.0 >/dev/null

@@ -11,13 +11,16 @@ import {
 import { readCheckpointFile } from '../checkpoint/reader';
 import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
 import { TensorToSave } from '../checkpoint/writer';
-import { AbortError, BusyError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../errors';
+import { AbortError, BusyError, CheckpointError, DisposedError, FileWriteError, InvalidArgumentError, fromNativeError } from '../errors';
+import { buildOnnxModel } from '../export/onnx-export';
+import { ensureDir, writeAtomically } from '../files';
+import { promises as fs } from 'node:fs';
 import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
 import { CategorySet, FolderDataset, LabelledSource, ResolvedFolderDataset, isCategorySet, resolveCategories } from '../data/dataset';
-import { CREATE, CreateOptions, FIT, RECIPES, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { CREATE, CreateOptions, EXPORT_ONNX, FIT, RECIPES, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
@@ -426,6 +429,22 @@ export class InpFormer {
   }
 
 
+
+  /**
+   * Write the network with its map and score computation as an ONNX graph (opset 17) for
+   * onnxruntime and other runtimes, from this model's weights, without Python. Input 'images':
+   * pre-processed images [batch, 3, size, size] (resize, centre crop, ImageNet mean/std, as
+   * predict() does); outputs 'anomaly_map' [batch, 1, size, size] (blurred) and 'score' [batch].
+   * Written atomically.
+   */
+  async exportOnnx(file: string, options: { batch?: number; size?: number } = {}): Promise<void> {
+    text(file, 'the file of exportOnnx()');
+    const o = resolve(EXPORT_ONNX, options, 'exportOnnx()');
+    const params = await this.stateDict();
+    const bytes = buildOnnxModel({ network: this.#config.network, params, batch: o.batch, size: o.size ?? this.#config.cropSize, producerVersion: packageVersion() });
+    await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new FileWriteError(file, m, { cause }));
+    await writeAtomically(file, (tmp) => fs.writeFile(tmp, bytes), (m, cause) => new FileWriteError(file, m, { cause }));
+  }
 
   /** Every parameter under upstream INP-Former's names, in its state_dict order. */
   async stateDict(): Promise<TensorToSave[]> {

@@ -339,6 +339,12 @@ export const CALIBRATE = {
   onWarning: opt(func, 'warnings, e.g. a set of one class (default: process.emitWarning)'),
 };
 
+/** exportOnnx(): the graph's fixed input shape. */
+export const EXPORT_ONNX = {
+  batch: def(integer(1, 4096), 1, 'images per run of the exported graph (its batch is fixed)'),
+  size: opt(integer(1, 8192), "the square input's side, a multiple of the patch size (default: the model's crop)"),
+};
+
 export const INFER = {
   features: def(boolean, false, 'also return encoder/decoder group features, prototypes and the INP loss'),
 };
