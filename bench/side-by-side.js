@@ -4,6 +4,8 @@
 // (OMP_WAIT_POLICY=PASSIVE) and the same thread count; the two alternate, each in its own
 // process, and each row reports the median of `iters` timed runs after a warm-up, the peak RSS
 // of each process, and how far the scores agree. Preprocessing is left out on both sides.
+// onnxruntime-node (from .test-deps, as scripts/setup.sh installs it) runs the same network too,
+// exported by this package's exportOnnx(), with as many intra-op threads.
 // Python runs both with OMP_WAIT_POLICY=PASSIVE and without it, and keeps its better: on this
 // AMD machine PASSIVE makes its matrix products fast but its softmax slow (92 ms for a
 // [1, 6, 785, 785] softmax at 392 px), and without it the reverse (q @ k^T 51 ms instead of 8.5).
@@ -42,6 +44,28 @@ async function nodeChild([weights, input, batch, size, iters]) {
   process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, scores: [...scores] }));
 }
 
+async function ortChild([weights, input, batch, size, iters, threads]) {
+  [batch, size, iters, threads] = [batch, size, iters, threads].map(Number);
+  const ort = require(path.join(__dirname, '..', '.test-deps', 'node_modules', 'onnxruntime-node'));
+  const x = new Float32Array(fs.readFileSync(input).buffer.slice(0));
+  const session = await ort.InferenceSession.create(weights, { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3 });
+  const times = [];
+  let scores;
+  for (let i = 0; i <= iters; i++) {
+    const t0 = performance.now();
+    scores = (await session.run({ images: new ort.Tensor('float32', x, [batch, 3, size, size]) })).score.data;
+    if (i) times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, scores: [...scores] }));
+}
+
+/** Our model of `weights` exported to ONNX at the row's batch and size (done in a child: its memory is not the bench's). */
+function exportFor(weights, batch, size, file) {
+  execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..'))}).InpFormer.load(${JSON.stringify(weights)}, { imageSize: ${size}, cropSize: ${size} })
+    .then((m) => m.exportOnnx(${JSON.stringify(file)}, { batch: ${batch} }).then(() => m.dispose()))`]);
+}
+
 function main() {
   const arg = (n, d) => (process.argv.includes(n) ? Number(process.argv[process.argv.indexOf(n) + 1]) : d);
   const rounds = arg('--rounds', 2);
@@ -58,14 +82,18 @@ function main() {
     const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
     if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
     execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
+    const onnx = path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`);
+    exportFor(weights, c.batch, c.size, onnx);
     const py = [];
     const ours = [];
+    const ort = [];
     for (let r = 0; r < rounds; r++) {
       for (const env of [passive, active]) {
         const r = JSON.parse(execFileSync(PY, [RUN, 'infer', weights, input, '--batch', c.batch, '--size', c.size, '--iters', c.iters, '--threads', threads].map(String), { env, encoding: 'utf8' }));
         py.push({ ...r, policy: env === passive ? 'PASSIVE' : 'default' });
       }
       ours.push(JSON.parse(execFileSync(process.execPath, [__filename, '--node-child', weights, input, c.batch, c.size, c.iters].map(String), { encoding: 'utf8' })));
+      ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
     }
     const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
     const low = (xs, k) => Math.min(...xs.map((x) => x[k]));
@@ -74,15 +102,18 @@ function main() {
     const row = {
       config: c.name, python: pyBest.imagesPerSecond, pythonPolicy: pyBest.policy, ours: best(ours, 'imagesPerSecond'),
       pythonRss: low(py, 'peakRssMiB'), oursRss: low(ours, 'peakRssMiB'), scoreDiff,
+      onnxruntime: best(ort, 'imagesPerSecond'), onnxruntimeRss: low(ort, 'peakRssMiB'),
+      onnxScoreDiff: Math.max(...ort[0].scores.map((s, i) => Math.abs(s - ours[0].scores[i]) / Math.abs(s))),
     };
     rows.push(row);
-    console.log(`${row.config}: Python ${row.python.toFixed(2)} img/s (${row.pythonPolicy}), ours ${row.ours.toFixed(2)} (${(row.ours / row.python).toFixed(2)}x); peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)}`);
+    console.log(`${row.config}: Python ${row.python.toFixed(2)} img/s (${row.pythonPolicy}), ours ${row.ours.toFixed(2)} (${(row.ours / row.python).toFixed(2)}x), onnxruntime on our export ${row.onnxruntime.toFixed(2)} (ours ${(row.ours / row.onnxruntime).toFixed(2)}x of it); peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} / ${row.onnxruntimeRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)} (Python), ${row.onnxScoreDiff.toExponential(1)} (onnxruntime)`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
   return { threads, rows };
 }
 
 if (process.argv[2] === '--node-child') nodeChild(process.argv.slice(3));
+else if (process.argv[2] === '--ort-child') ortChild(process.argv.slice(3));
 else {
   const r = main();
   console.log(JSON.stringify(r));

@@ -88,7 +88,7 @@ test('predict(), inferTensor(), fit(), save(): bad calls are typed, and a refuse
     [() => model.fit(GOOD, { checkpoint: { file: 'x.pth' } }), InvalidArgumentError, /unknown option 'checkpoint\.file' for fit\(\)/],
     [() => model.fit(GOOD, { checkpoint: {} }), InvalidArgumentError, /expected a non-empty string for checkpoint\.path, got undefined/],
     [() => model.fit(GOOD, { learningrate: 0.01 }), InvalidArgumentError, /unknown option 'learningrate' for fit\(\): did you mean 'learningRate'\?/],
-    [() => model.fit(GOOD, { fewShot: 2 }), InvalidArgumentError, /unknown option 'fewShot' for fit\(\)/],
+    [() => model.fit(GOOD, { fewShots: 2 }), InvalidArgumentError, /unknown option 'fewShots' for fit\(\): did you mean 'fewShot'/],
     [() => model.fit(GOOD, { learningRate: 1e308 }), InvalidArgumentError, /expected a number above 0 and at most 1 for learningRate, got 1e\+308/],
     [() => model.fit(GOOD, { epochs: '3' }), InvalidArgumentError, /expected an integer from 1 to 1000000 for epochs, got '3'/],
     [() => model.fit(GOOD, { batchSize: 1e9 }), InvalidArgumentError, /for batchSize, got 1000000000/],

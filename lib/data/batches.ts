@@ -5,8 +5,8 @@
  */
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { ImageInput, RgbImage, decodeImage, isEncoded, listImages } from './images';
-import { CategorySet, FolderDataset, folderTrainingImages, isCategorySet, resolveCategories } from './dataset';
-import { CATEGORY_SET, FOLDER_DATASET, resolve } from '../model/options';
+import { CategorySet, FolderDataset, folderTrainingImages, resolveCategories } from './dataset';
+import { CATEGORY_SET, FOLDER_DATASET, datasetKind, resolve } from '../model/options';
 import { native } from '../native/native';
 import { permutation, rng } from '../random';
 
@@ -219,11 +219,12 @@ export async function batchSource(source: FitSource, o: DataOptions): Promise<Ba
 /** The training images of a source, by category (one group but for a category set); undefined for ready batches. */
 async function imageGroups(source: FitSource): Promise<Array<{ name: string; items: ImageInput[] }> | undefined> {
   if (typeof source === 'string') return [{ name: source, items: await listImages(source) }];
-  if (isCategorySet(source)) {
+  const kind = datasetKind(source);
+  if (kind === 'categories') {
     const categories = await resolveCategories(resolve(CATEGORY_SET, source, 'the category set of fit()'));
     return Promise.all(categories.map(async (c) => ({ name: c.dir, items: await listImages(c.dir) })));
   }
-  if (source && typeof source === 'object' && 'normalDir' in source) {
+  if (kind === 'folder') {
     const ds = resolve(FOLDER_DATASET, source, 'the Folder dataset of fit()');
     return [{ name: ds.normalDir, items: await folderTrainingImages(ds) }];
   }

@@ -248,13 +248,28 @@ export const CATEGORY_SET = {
 
 type LabelledSetValue = string | Resolved<typeof FOLDER_DATASET> | Resolved<typeof CATEGORY_SET>;
 
+/**
+ * Which kind of dataset object `v` is meant to be: the schema its keys fit best (a key of the
+ * schema counts 2, a near miss 1), so that a misspelt key is refused with the right suggestion
+ * ({ root, normalDirs } is a Folder dataset with a typo, { root, categoriez } a category set);
+ * a plain { root } is a category set. Undefined for what is neither (arrays, iterables, ...).
+ */
+export function datasetKind(v: unknown): 'folder' | 'categories' | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v) || Symbol.iterator in v || Symbol.asyncIterator in v) return undefined;
+  const keys = Object.keys(v);
+  const fit = (schema: Schema) => keys.reduce((n, k) => n + (k in schema ? 2 : closest(k, Object.keys(schema)) ? 1 : 0), 0);
+  const folder = fit(FOLDER_DATASET);
+  const categories = fit(CATEGORY_SET);
+  if (folder === 0 && categories === 0) return undefined;
+  return folder > categories ? 'folder' : 'categories';
+}
+
 /** A labelled set: an MVTec AD category or test folder, a Folder-style dataset, or a category set. */
 export const labelledSet: Check<LabelledSetValue> = (v, name) => {
   if (typeof v === 'string') return text(v, name);
-  if (v && typeof v === 'object' && !Array.isArray(v)) {
-    if ('normalDir' in v) return resolve(FOLDER_DATASET, v, `the Folder dataset of ${name}`);
-    if ('categories' in v || 'root' in v) return resolve(CATEGORY_SET, v, `the category set of ${name}`);
-  }
+  const kind = datasetKind(v);
+  if (kind === 'folder') return resolve(FOLDER_DATASET, v, `the Folder dataset of ${name}`);
+  if (kind === 'categories') return resolve(CATEGORY_SET, v, `the category set of ${name}`);
   throw invalid(name, 'a folder (MVTec AD layout), a Folder-style dataset { normalDir, abnormalDirs, maskDirs, ... } or a category set { root, categories }', v);
 };
 
