@@ -9,7 +9,7 @@ import { ensureDir } from './files';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InpFormer, CreateOptions, LoadOptions, RandomEncoderSpec } from './model/model';
-import { FIT, FOLDER_DATASET, RUNTIME, Schema, WORKER } from './model/options';
+import { EXPORT_ONNX, FIT, FOLDER_DATASET, RUNTIME, Schema, WORKER } from './model/options';
 import type { MetricSet } from './results/report';
 import type { CategorySet, FolderDataset } from './data/dataset';
 import { WorkerEvent, startWorker } from './queue/worker';
@@ -49,6 +49,7 @@ const FIT_FLAGS = [
   flag('image-size', RUNTIME, 'imageSize', 'integer'), flag('crop-size', RUNTIME, 'cropSize', 'integer'), ...RUNTIME_FLAGS,
 ];
 
+const EXPORT_FLAGS = [flag('batch', EXPORT_ONNX, 'batch', 'integer'), flag('size', EXPORT_ONNX, 'size', 'integer')];
 // A Folder-style dataset (anomalib's Folder) instead of an MVTec folder; --abnormal-dir and --mask-dir repeat.
 const FOLDER_FLAGS = [
   flag('normal-dir', FOLDER_DATASET, 'normalDir', 'text'), flag('abnormal-dir', FOLDER_DATASET, 'abnormalDirs', 'list'),
@@ -170,8 +171,7 @@ running fit from its last checkpoint once the lock expires). See docs/scale-out.
   info: `inp-former info <checkpoint> [--json]    (reads the file only; runs nothing)`,
   export: `inp-former export <model> --out <model.onnx> [--batch N] [--size N] [--config <file.json>]
 
-  --batch <n>               images per run of the graph (fixed; default 1)
-  --size <n>                the square input's side (default: the model's crop)
+${flagHelp(EXPORT_FLAGS)}
 
 Input 'images': pre-processed images [batch, 3, size, size] (resize, centre crop, ImageNet
 mean/std); outputs 'anomaly_map' [batch, 1, size, size] and 'score' [batch], as predict().`,
@@ -437,16 +437,11 @@ async function cmdEvaluate(args: string[]): Promise<number> {
 async function cmdExport(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { out: { type: 'string' }, batch: { type: 'string' }, size: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' } },
+    options: { out: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' }, ...argOptions(EXPORT_FLAGS) },
   });
   if (values.help) return out(HELP.export), 0;
   if (positionals.length !== 1 || !values.out) throw new UsageError('usage: inp-former export <model> --out <model.onnx> [--batch N] [--size N]');
-  const integerFlag = (name: string, v: string | undefined) => {
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v)) throw new UsageError(`--${name}: expected an integer, got '${v}'`);
-    return Number(v);
-  };
-  const options = defined({ batch: integerFlag('batch', values.batch), size: integerFlag('size', values.size) });
+  const options = optionsOf(values, EXPORT_FLAGS) as { batch?: number; size?: number };
   const config = await readConfig(values.config, ['load']);
   const model = await InpFormer.load(positionals[0], config.load as LoadOptions);
   try {

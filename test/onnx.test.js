@@ -64,5 +64,5 @@ test('CLI: inp-former export writes the graph and says its shapes', async (t) =>
   t.deepEqual(out.score.dims, [2]);
   const bad = spawnSync(process.execPath, [CLI, 'export', path.join(FIXTURE, 'inp_former.pth'), '--out', file, '--batch', 'two'], { encoding: 'utf8' });
   t.is(bad.status, 2);
-  t.regex(bad.stderr, /--batch: expected an integer/);
+  t.regex(bad.stderr, /expected an integer from 1 to 4096 for --batch, got 'two'/);
 });

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { InvalidArgumentError } from '../errors';
 import { permutation, rng } from '../random';
+import { datasetKind } from '../model/options';
 import { IMAGE_EXTENSIONS, listImages, readRegularFile, sharpFailure } from './images';
 
 /**
@@ -174,10 +175,9 @@ export interface Category {
   dir: string;
 }
 
-/** Whether a source is a CategorySet (not a Folder dataset, an array or an iterable). */
+/** Whether a source is a CategorySet: the kind options.ts's datasetKind() tells apart by its keys. */
 export function isCategorySet(v: unknown): v is CategorySet {
-  return !!v && typeof v === 'object' && !Array.isArray(v) && !('normalDir' in v) && ('categories' in v || 'root' in v)
-    && !(Symbol.iterator in v) && !(Symbol.asyncIterator in v);
+  return datasetKind(v) === 'categories';
 }
 
 /** The categories of a set, checked: each a folder, names unique. */

@@ -105,6 +105,13 @@ export function buildOnnxModel(input: OnnxExportInput): Uint8Array {
   const gather = (x: string, i: number) => G.op('Gather', [x, G.ints([i])], { axis: 0 });
   /** [B, N, C] -> [B, H, N, C/H] */
   const heads = (x: string, n: number, h: number) => transpose(reshape(x, [B, n, h, D / h]), [0, 2, 1, 3]);
+  /** torch's reshape(B, n, parts, H, d).permute(2, 0, 3, 1, 4): `parts` tensors [B, H, n, d] (q, k, v) */
+  const split = (x: string, n: number, parts: number, h: number) => {
+    const t = transpose(reshape(x, [B, n, parts, h, D / h]), [2, 0, 3, 1, 4]);
+    return Array.from({ length: parts }, (_, i) => G.op('Squeeze', [gather(t, i), G.ints([0])]));
+  };
+  /** the blocks' MLP: fc2(gelu(fc1(x))) */
+  const mlp = (x: string, name: string) => linear(gelu(linear(x, `${name}.fc1`)), `${name}.fc2`);
   /** [B, H, N, d] -> [B, N, H d] */
   const merge = (x: string, n: number) => reshape(transpose(x, [0, 2, 1, 3]), [B, n, D]);
   const l2normalize = (x: string) => G.op('Div', [x, G.op('Max', [G.op('ReduceL2', [x], { axes: [-1], keepdims: 1 }), G.scalar(1e-12)])]);
@@ -126,10 +133,8 @@ export function buildOnnxModel(input: OnnxExportInput): Uint8Array {
   for (let i = 0; i <= last; i++) {
     const b = `encoder.blocks.${i}`;
     const h = enc.numHeads;
-    const qkv = transpose(reshape(linear(layerNorm(x, `${b}.norm1`, enc.lnEps), `${b}.attn.qkv`), [B, N, 3, h, D / h]), [2, 0, 3, 1, 4]);
-    const q = G.op('Mul', [G.op('Squeeze', [gather(qkv, 0), G.ints([0])]), G.scalar(Math.pow(D / h, -0.5))]);
-    const k = G.op('Squeeze', [gather(qkv, 1), G.ints([0])]);
-    const v = G.op('Squeeze', [gather(qkv, 2), G.ints([0])]);
+    const [qRaw, k, v] = split(linear(layerNorm(x, `${b}.norm1`, enc.lnEps), `${b}.attn.qkv`), N, 3, h);
+    const q = G.op('Mul', [qRaw, G.scalar(Math.pow(D / h, -0.5))]);
     const attn = G.op('Softmax', [G.op('MatMul', [q, transpose(k, [0, 1, 3, 2])])], { axis: -1 });
     const a = linear(merge(G.op('MatMul', [attn, v]), N), `${b}.attn.proj`);
     x = G.op('Add', [x, G.op('Mul', [a, w(`${b}.ls1.gamma`)])]);
@@ -139,7 +144,7 @@ export function buildOnnxModel(input: OnnxExportInput): Uint8Array {
       const [x1, x2] = G.opMany('Split', [linear(y, `${b}.mlp.w12`), G.ints([enc.mlpHiddenDim, enc.mlpHiddenDim])], { axis: -1 }, 2);
       m = linear(G.op('Mul', [G.op('Mul', [x1, G.op('Sigmoid', [x1])]), x2]), `${b}.mlp.w3`);
     } else {
-      m = linear(gelu(linear(y, `${b}.mlp.fc1`)), `${b}.mlp.fc2`);
+      m = mlp(y, `${b}.mlp`);
     }
     x = G.op('Add', [x, G.op('Mul', [m, w(`${b}.ls2.gamma`)])]);
     blocks.push(x);
@@ -161,24 +166,21 @@ export function buildOnnxModel(input: OnnxExportInput): Uint8Array {
     const qIn = layerNorm(protos, `${b}.norm1`, net.inpLnEps);
     const kvIn = layerNorm(feats, `${b}.norm1`, net.inpLnEps);
     const q = heads(linear(qIn, `${b}.attn.q`), M, H);
-    const kv = transpose(reshape(linear(kvIn, `${b}.attn.kv`), [B, tokens, 2, H, D / H]), [2, 0, 3, 1, 4]);
-    const k = G.op('Squeeze', [gather(kv, 0), G.ints([0])]);
-    const v = G.op('Squeeze', [gather(kv, 1), G.ints([0])]);
+    const [k, v] = split(linear(kvIn, `${b}.attn.kv`), tokens, 2, H);
     const attn = G.op('Softmax', [G.op('Mul', [G.op('MatMul', [q, transpose(k, [0, 1, 3, 2])]), G.scalar(Math.pow(D / H, -0.5))])], { axis: -1 });
     protos = G.op('Add', [protos, linear(merge(G.op('MatMul', [attn, v]), M), `${b}.attn.proj`)]);
-    protos = G.op('Add', [protos, linear(gelu(linear(layerNorm(protos, `${b}.norm2`, net.inpLnEps), `${b}.mlp.fc1`)), `${b}.mlp.fc2`)]);
+    protos = G.op('Add', [protos, mlp(layerNorm(protos, `${b}.norm2`, net.inpLnEps), `${b}.mlp`)]);
   }
-  feats = linear(gelu(linear(feats, 'bottleneck.0.fc1')), 'bottleneck.0.fc2');
+  feats = mlp(feats, 'bottleneck.0');
   const de: string[] = [];
   for (let i = 0; i < net.decoderDepth; i++) {
     const b = `decoder.${i}`;
     const q = l2normalize(heads(linear(layerNorm(feats, `${b}.norm1`, net.inpLnEps), `${b}.attn.q`), tokens, H));
-    const kv = transpose(reshape(linear(layerNorm(protos, `${b}.norm1`, net.inpLnEps), `${b}.attn.kv`), [B, M, 2, H, D / H]), [2, 0, 3, 1, 4]);
-    const k = l2normalize(G.op('Squeeze', [gather(kv, 0), G.ints([0])]));
-    const v = G.op('Squeeze', [gather(kv, 1), G.ints([0])]);
+    const [kRaw, v] = split(linear(layerNorm(protos, `${b}.norm1`, net.inpLnEps), `${b}.attn.kv`), M, 2, H);
+    const k = l2normalize(kRaw);
     const attn = G.op('Relu', [G.op('Mul', [G.op('MatMul', [q, transpose(k, [0, 1, 3, 2])]), w(`${b}.attn.learn_scale`)])]);
     const y = linear(merge(G.op('MatMul', [attn, v]), tokens), `${b}.attn.proj`);
-    feats = G.op('Add', [y, linear(gelu(linear(layerNorm(y, `${b}.norm2`, net.inpLnEps), `${b}.mlp.fc1`)), `${b}.mlp.fc2`)]);
+    feats = G.op('Add', [y, mlp(layerNorm(y, `${b}.norm2`, net.inpLnEps), `${b}.mlp`)]);
     de.push(feats);
   }
   de.reverse();
