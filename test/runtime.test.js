@@ -32,6 +32,11 @@ test('runtime() names the binary, the libtorch and BLAS in use, and the CPU feat
   t.is(r.libtorch.version.split('.').slice(0, 2).join('.'), found.soVersion);
   t.regex(r.blas.library, /blas/, 'a BLAS library is mapped');
   if (/openblas/.test(r.blas.library)) t.truthy(r.blas.openblasCore, "OpenBLAS's kernel set is reported");
+  // Debian's libtorch links oneDNN: its sgemm must be found and used for float32 products
+  const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8');
+  if (/\/libdnnl\.so/.test(maps) && process.env.INP_FORMER_CPU_GEMM !== 'libtorch') t.regex(r.cpuGemm, /^oneDNN \d+\.\d+\.\d+$/);
+  else t.is(r.cpuGemm, 'libtorch');
+  t.is(typeof r.heapKeepsTensorBlocks, 'boolean');
   const cpuinfo = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8');
   t.is(r.cpu.features.avx512_bf16, /\bavx512_bf16\b/.test(cpuinfo));
   t.is(r.cpu.features.amx_tile, /\bamx_tile\b/.test(cpuinfo));

@@ -48,10 +48,10 @@ SerialExecutor::~SerialExecutor() {
   if (thread_.joinable()) thread_.join();
 }
 
-void SerialExecutor::post(std::function<void()> job) {
+void SerialExecutor::post(std::function<void()> job, bool computeTurn) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    jobs_.push_back(std::move(job));
+    jobs_.push_back({std::move(job), computeTurn});
   }
   cv_.notify_one();
 }
@@ -62,7 +62,7 @@ void SerialExecutor::loop(int threads, bool exclusiveCompute) {
   int current = adaptive ? availableCores() : threads;
   at::set_num_threads(current);
   for (;;) {
-    std::function<void()> job;
+    Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -70,16 +70,19 @@ void SerialExecutor::loop(int threads, bool exclusiveCompute) {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    if (exclusiveCompute) {
+    const auto adaptThreads = [&] {
+      if (!adaptive) return;
+      const int free = freeCores();
+      if (free != current) at::set_num_threads(current = free);
+    };
+    if (exclusiveCompute && job.computeTurn) {
       std::lock_guard<std::mutex> turn(computeMutex());
-      if (adaptive) {
-        const int free = freeCores();
-        if (free != current) at::set_num_threads(current = free);
-      }
+      adaptThreads();
       setBlasThreads(current);  // OpenBLAS's pool is the process's: set for each model's turn
-      job();  // jobs catch their own errors (they report through their promise)
+      job.run();  // jobs catch their own errors (they report through their promise)
     } else {
-      job();
+      adaptThreads();
+      job.run();
     }
   }
 }

@@ -20,13 +20,20 @@ class SerialExecutor {
   SerialExecutor(const SerialExecutor&) = delete;
   SerialExecutor& operator=(const SerialExecutor&) = delete;
 
-  void post(std::function<void()> job);
+  // computeTurn: the job may call the system BLAS, so it waits for the compute lock (when this
+  // executor takes it at all). Inference that never reaches the BLAS (cpu_gemm.h) passes false
+  // and runs beside another model's training step instead of waiting for it.
+  void post(std::function<void()> job, bool computeTurn = true);
 
  private:
   void loop(int threads, bool exclusiveCompute);
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
+  struct Job {
+    std::function<void()> run;
+    bool computeTurn;
+  };
+  std::deque<Job> jobs_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -52,8 +52,8 @@ InpExtractorAttentionImpl::InpExtractorAttentionImpl(int64_t dim, int64_t heads,
 
 torch::Tensor InpExtractorAttentionImpl::forward(const torch::Tensor& queries, const torch::Tensor& tokens) {
   auto h = splitHeads(linear(q, queries), linear(kv, tokens), numHeads);
-  auto attn = (torch::matmul(h.q, h.k.transpose(-2, -1)) * scale).softmax(-1);
-  return linear(proj, mergeHeads(torch::matmul(attn, h.v)));
+  auto attn = (batchedMatmul(h.q, h.k.transpose(-2, -1)) * scale).softmax(-1);
+  return linear(proj, mergeHeads(batchedMatmul(attn, h.v)));
 }
 
 InpExtractorBlockImpl::InpExtractorBlockImpl(int64_t dim, int64_t heads, double mlpRatio, bool qkvBias,
@@ -80,13 +80,13 @@ torch::Tensor InpGuidedAttentionImpl::forward(const torch::Tensor& tokens, const
   auto h = splitHeads(linear(q, tokens), linear(kv, prototypes), numHeads);
   auto qn = F::normalize(h.q, F::NormalizeFuncOptions().dim(-1));
   auto kn = F::normalize(h.k, F::NormalizeFuncOptions().dim(-1));
-  auto cosine = torch::matmul(qn, kn.transpose(-2, -1));
+  auto cosine = batchedMatmul(qn, kn.transpose(-2, -1));
   if (is_training()) {
     torch::NoGradGuard noGrad;
     reluMargin = cosine.abs().min().item<double>();
   }
   auto attn = torch::relu(cosine * learn_scale);
-  return linear(proj, mergeHeads(torch::matmul(attn, h.v)));
+  return linear(proj, mergeHeads(batchedMatmul(attn, h.v)));
 }
 
 InpDecoderBlockImpl::InpDecoderBlockImpl(int64_t dim, int64_t heads, double mlpRatio, bool qkvBias,

@@ -72,7 +72,8 @@ torch::Tensor InpFormerModel::toModelInput(const torch::Tensor& images) const {
 }
 
 InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeatures) {
-  torch::NoGradGuard noGrad;
+  // no autograd bookkeeping at all (version counters, view tracking), not just no graph
+  c10::InferenceMode inference;
   net_->eval();
   auto out = net_->forward(toModelInput(images));
   const auto H = images.size(2), W = images.size(3);

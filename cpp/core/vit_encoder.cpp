@@ -26,8 +26,8 @@ torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   auto q = qkvOut[0] * scale;
   auto k = qkvOut[1];
   auto v = qkvOut[2];
-  auto attn = torch::matmul(q, k.transpose(-2, -1)).softmax(-1);
-  auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, N, C});
+  auto attn = batchedMatmul(q, k.transpose(-2, -1)).softmax(-1);
+  auto out = batchedMatmul(attn, v).transpose(1, 2).reshape({B, N, C});
   return linear(proj, out);
 }
 

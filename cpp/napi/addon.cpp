@@ -6,8 +6,10 @@
 #include "async_job.h"
 #include "convert.h"
 #include "core/augment.h"
+#include "core/cpu_gemm.h"
 #include "core/errors.h"
 #include "core/executor.h"
+#include "core/heap.h"
 #include "core/model.h"
 #include "core/preprocess.h"
 #include "model_binding.h"
@@ -34,6 +36,8 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
   o.Set("defaultThreads", r.threads);
   o.Set("openblasCore", r.openblasCore);
   o.Set("openblasConfig", r.openblasConfig);
+  o.Set("cpuGemm", cpuGemmBackend());
+  o.Set("heapKeepsTensorBlocks", keepTensorBlocksOnHeap());
   return o;
 }
 
@@ -85,6 +89,7 @@ Napi::Value fewShotViewsOf(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   installForkGuard();
+  keepTensorBlocksOnHeap();
   exports.Set("runtime", Napi::Function::New(env, runtime));
   exports.Set("preprocess", Napi::Function::New(env, preprocess));
   exports.Set("fewShotViews", Napi::Function::New(env, fewShotViewsOf));

@@ -25,7 +25,7 @@ Napi::Value promiseOrRejection(Napi::Env env, const std::function<Napi::Value()>
 
 template <class Result>
 Napi::Promise schedule(Napi::Env env, SerialExecutor& executor, std::function<Result()> work,
-                       std::function<Napi::Value(Napi::Env, Result&)> toJs) {
+                       std::function<Napi::Value(Napi::Env, Result&)> toJs, bool computeTurn = true) {
   struct Job {
     explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise::Deferred deferred;
@@ -52,7 +52,7 @@ Napi::Promise schedule(Napi::Env env, SerialExecutor& executor, std::function<Re
       job->result = Result{};  // free tensors on the JS thread now, not at the last reference
     });
     job->tsfn.Release();
-  });
+  }, computeTurn);
   return job->deferred.Promise();
 }
 

@@ -3,6 +3,7 @@
 
 #include "async_job.h"
 #include "convert.h"
+#include "core/cpu_gemm.h"
 #include "core/errors.h"
 
 namespace inpformer::napi {
@@ -134,7 +135,10 @@ Napi::Value NativeModel::infer(const Napi::CallbackInfo& info) {
             o.Set("anomalyMapsRaw", float32ArrayFrom(env, r.anomalyMapsRaw, Memory::kHandOver));
           }
           return o;
-        });
+        },
+        // with oneDNN's products inference never reaches OpenBLAS: no turn on the compute lock,
+        // so another model's training step does not hold it up
+        /*computeTurn=*/!inferenceAvoidsBlas());
   });
 }
 

@@ -17,11 +17,13 @@
 #include <sstream>
 #include <string>
 
+#include "core/cpu_gemm.h"
 #include "core/cpu_load.h"
 #include "core/errors.h"
 #include "core/executor.h"
 #include "core/inp_former.h"
 #include "core/optimizer.h"
+#include "test/upstream_config.h"
 
 using namespace inpformer;
 
@@ -62,31 +64,7 @@ torch::Tensor readF32(const std::string& file, const torch::Tensor& like) {
 }
 
 // reference-a's network: DINOv2 96-d, 10 blocks, 4 heads, 4 registers; upstream's INP-Former around it.
-InpFormerConfig referenceConfig() {
-  InpFormerConfig c;
-  c.encoder.embedDim = 96;
-  c.encoder.depth = 10;
-  c.encoder.numHeads = 4;
-  c.encoder.numRegisterTokens = 4;
-  c.encoder.patchSize = 14;
-  c.encoder.posGridSize = 37;
-  c.encoder.mlpHiddenDim = 384;
-  c.encoder.lnEps = 1e-6;
-  c.encoder.interpolateOffset = 0.1;
-  c.targetLayers = {2, 3, 4, 5, 6, 7, 8, 9};
-  c.fuseLayerEncoder = {{0, 1, 2, 3}, {4, 5, 6, 7}};
-  c.fuseLayerDecoder = {{0, 1, 2, 3}, {4, 5, 6, 7}};
-  c.removeClassToken = true;
-  c.inpNum = 6;
-  c.numHeads = 4;
-  c.decoderDepth = 8;
-  c.extractorDepth = 1;
-  c.inpLnEps = 1e-8;
-  c.mlpRatio = 4;
-  c.qkvBias = true;
-  c.mlpBias = true;
-  return c;
-}
+InpFormerConfig referenceConfig() { return upstreamConfig(96, 10, 4, 4); }
 
 void stateDictLoader(const std::string& fixture) {
   InpFormerNet net(referenceConfig());
@@ -221,6 +199,44 @@ void freeCoresSeesNeighbours() {
 
 }  // namespace
 
+// oneDNN's products (cpu_gemm.h) against libtorch's on the layouts the network hands them:
+// permuted q/k/v views, transposed k, bias or none; and no oneDNN where autograd records.
+void cpuProducts() {
+  torch::manual_seed(3);
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max()).item<double>();
+  };
+  const bool oneDnn = cpuGemmBackend().rfind("oneDNN", 0) == 0;
+  std::cout << "     float32 products: " << cpuGemmBackend() << "\n";
+  torch::NoGradGuard noGrad;
+  auto x = torch::randn({2, 7, 24});
+  auto w = torch::randn({40, 24});
+  auto b = torch::randn({40});
+  const auto lin = inpformer::linear(x, w, b);
+  check(lin.sizes() == torch::IntArrayRef({2, 7, 40}) && rel(lin, at::linear(x, w, b)) < 1e-6,
+        "linear with bias matches at::linear (rel " + sci(rel(lin, at::linear(x, w, b))) + ")");
+  const auto noBias = inpformer::linear(x, w, torch::Tensor());
+  check(rel(noBias, at::linear(x, w)) < 1e-6, "linear without bias matches at::linear");
+  // qkv as the ViT splits it: [B, N, 3, H, d] permuted to [3, B, H, N, d]
+  auto qkv = torch::randn({2, 9, 3, 4, 8}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  const auto scores = batchedMatmul(q, k.transpose(-2, -1));
+  check(rel(scores, torch::matmul(q, k.transpose(-2, -1))) < 1e-6, "q @ k^T on permuted views matches torch::matmul");
+  auto attn = scores.softmax(-1);
+  check(rel(batchedMatmul(attn, v), torch::matmul(attn, v)) < 1e-6, "attn @ v on a permuted view matches torch::matmul");
+  auto odd = torch::randn({3, 5, 6}).transpose(1, 2);  // [3, 6, 5], transposed storage
+  auto rhs = torch::randn({3, 5, 4});
+  check(rel(batchedMatmul(odd, rhs), torch::matmul(odd, rhs)) < 1e-6, "a transposed left operand matches torch::matmul");
+  {
+    torch::GradMode::set_enabled(true);
+    auto wg = w.clone().requires_grad_(true);
+    auto y = inpformer::linear(x, wg, b);
+    check(y.requires_grad() && y.grad_fn() != nullptr, "with a weight that needs a gradient, linear records for autograd");
+    torch::GradMode::set_enabled(false);
+  }
+  check(!oneDnn || inferenceAvoidsBlas(), "with oneDNN found, inference needs no turn on the BLAS lock");
+}
+
 int main() {
   const char* fixture = std::getenv("INP_FORMER_FIXTURE");
   if (!fixture) {
@@ -232,6 +248,7 @@ int main() {
     stateDictLoader(fixture);
     learningRateSchedule(fixture);
     stableAdamWStep();
+    cpuProducts();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;

@@ -23,6 +23,8 @@ export interface NativeRuntime {
   defaultThreads: number;
   openblasCore: string;
   openblasConfig: string;
+  cpuGemm: string;
+  heapKeepsTensorBlocks: boolean;
 }
 
 export interface NativeInferResult {

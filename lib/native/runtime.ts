@@ -20,6 +20,13 @@ export interface RuntimeInfo {
   libtorch: { version: string; path: string | null; foundThrough: 'LIBTORCH' | 'system' | 'python' | null };
   /** the BLAS that serves float32 matrix products, and OpenBLAS's kernel choice for this CPU */
   blas: { library: string | null; openblasCore: string | null; openblasConfig: string | null };
+  /**
+   * what runs float32 CPU matrix products outside training's recorded layers: oneDNN's sgemm
+   * (e.g. 'oneDNN 2.6.3') where libtorch brings it, else 'libtorch' (its BLAS); INP_FORMER_CPU_GEMM=libtorch forces the latter
+   */
+  cpuGemm: string;
+  /** whether glibc keeps freed tensor-sized blocks for reuse (INP_FORMER_MALLOC=default turns it off) */
+  heapKeepsTensorBlocks: boolean;
   cpu: CpuInfo;
   cudaAvailable: boolean;
   cudaDeviceCount: number;
@@ -83,6 +90,8 @@ export function runtime(): RuntimeInfo {
       openblasCore: r.openblasCore || null,
       openblasConfig: r.openblasConfig || null,
     },
+    cpuGemm: r.cpuGemm,
+    heapKeepsTensorBlocks: r.heapKeepsTensorBlocks,
     cpu: cpuInfo(),
     cudaAvailable: r.cudaAvailable,
     cudaDeviceCount: r.cudaDeviceCount,

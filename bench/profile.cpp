@@ -1,0 +1,43 @@
+// profile.cpp - libtorch's profiler over the core's inference on random weights of a real shape,
+// no Node involved: writes a Chrome trace that bench/profile.js sums per op (self time).
+//   inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [float32|bfloat16]
+#include <torch/torch.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "core/model.h"
+#include "test/upstream_config.h"
+
+using namespace inpformer;
+
+int main(int argc, char** argv) {
+  if (argc < 9) {
+    std::cerr << "usage: inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [precision]\n";
+    return 2;
+  }
+  const auto arg = [&](int i) { return std::atoll(argv[i]); };
+  const auto c = upstreamConfig(arg(1), arg(2), arg(3), arg(4));
+  RuntimeOptions runtime{"cpu", argc > 9 ? argv[9] : "float32", 0};
+  const int threads = std::getenv("THREADS") ? std::atoi(std::getenv("THREADS")) : 2;
+  at::set_num_threads(threads);
+  InpFormerModel model(c, runtime);
+  const auto size = arg(5), batch = arg(6), iters = arg(7);
+  auto images = torch::randn({batch, 3, size, size});
+  for (int i = 0; i < 2; ++i) model.infer(images, false);
+  const auto plain0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) model.infer(images, false);
+  const double plain = std::chrono::duration<double>(std::chrono::steady_clock::now() - plain0).count();
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    torch::autograd::profiler::RecordProfile guard(argv[8]);
+    for (int i = 0; i < iters; ++i) model.infer(images, false);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "{\"imagesPerSecond\":" << (batch * iters) / s
+            << ",\"imagesPerSecondUnprofiled\":" << (batch * iters) / plain << ",\"threads\":" << threads << "}\n";
+  return 0;
+}

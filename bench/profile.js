@@ -1,0 +1,33 @@
+// Where inference time goes, per libtorch op (self time, nested ops subtracted), from
+// bench/profile.cpp's trace. Builds the profiler target in build/ (cmake-js configured it).
+//   node bench/profile.js [--dim 384 --depth 12 --heads 6 --registers 4 --size 224 --batch 8 --iters 4 --precision float32]
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const arg = (n, d) => (process.argv.includes(`--${n}`) ? process.argv[process.argv.indexOf(`--${n}`) + 1] : d);
+const build = path.join(__dirname, '..', 'build');
+execFileSync('cmake', ['--build', build, '--target', 'inp_former_profile'], { stdio: 'inherit' });
+const trace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'inp-profile-')), 'trace.json');
+const args = ['dim', 'depth', 'heads', 'registers', 'size', 'batch', 'iters'].map((k, i) => arg(k, ['384', '12', '6', '4', '224', '8', '4'][i]));
+// the package's own setting (lib/native.ts): idle OpenMP workers sleep instead of spinning
+const env = { OMP_WAIT_POLICY: 'PASSIVE', ...process.env };
+const run = JSON.parse(execFileSync(path.join(build, 'inp_former_profile'), [...args, trace, arg('precision', 'float32')], { env }).toString());
+const events = JSON.parse(fs.readFileSync(trace, 'utf8')).filter((e) => e.ph === 'X').sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+fs.rmSync(path.dirname(trace), { recursive: true });
+const self = new Map();
+const stack = [];
+for (const e of events) {
+  while (stack.length && stack[stack.length - 1].ts + stack[stack.length - 1].dur <= e.ts) stack.pop();
+  if (stack.length) self.set(stack[stack.length - 1].name, (self.get(stack[stack.length - 1].name) ?? 0) - e.dur);
+  self.set(e.name, (self.get(e.name) ?? 0) + e.dur);
+  stack.push(e);
+}
+const iters = Number(args[6]);
+const total = [...self.values()].reduce((a, b) => a + b, 0);
+console.log(`${run.imagesPerSecond.toFixed(2)} images/s under the profiler (${run.threads} threads); ms per batch of ${args[5]} by op (self time):`);
+for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+  console.log(`  ${name.padEnd(34)} ${(us / iters / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
+}

@@ -1,0 +1,179 @@
+// cpu_gemm.cpp - oneDNN's sgemm, looked up in the libraries libtorch loaded.
+#include "cpu_gemm.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+namespace inpformer {
+namespace {
+
+// oneDNN's C API, the same in its 2.x and 3.x releases: row-major C = alpha op(A) op(B) + beta C.
+using Sgemm = int (*)(char transA, char transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+struct DnnlVersion {
+  int major, minor, patch;
+  const char* hash;
+};
+using VersionFn = const DnnlVersion* (*)();
+
+struct OneDnn {
+  Sgemm sgemm = nullptr;
+  std::string name = "libtorch";
+};
+
+// Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
+// itself: either way dlsym on libtorch_cpu's own handle searches it and its dependencies, which
+// Node's local dlopen of the addon does not put in the global scope.
+void* symbolNearTorch(const char* symbol) {
+  if (void* found = dlsym(RTLD_DEFAULT, symbol)) return found;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) == 0 || info.dli_fname == nullptr) return nullptr;
+  void* torch = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  if (torch == nullptr) return nullptr;
+  void* found = dlsym(torch, symbol);
+  dlclose(torch);  // only drops the reference RTLD_NOLOAD took
+  return found;
+}
+
+const OneDnn& oneDnn() {
+  static const OneDnn found = [] {
+    OneDnn d;
+    const char* choice = std::getenv("INP_FORMER_CPU_GEMM");
+    if (choice != nullptr && std::strcmp(choice, "libtorch") == 0) return d;
+    d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
+    if (d.sgemm == nullptr) return d;
+    d.name = "oneDNN";
+    if (auto version = reinterpret_cast<VersionFn>(symbolNearTorch("dnnl_version"))) {
+      const auto* v = version();
+      d.name += " " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+    }
+    return d;
+  }();
+  return found;
+}
+
+bool eligible(std::initializer_list<const torch::Tensor*> tensors) {
+  if (oneDnn().sgemm == nullptr) return false;
+  const bool recording = torch::GradMode::is_enabled();
+  for (const auto* t : tensors) {
+    if (!t->defined()) continue;
+    if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || t->is_sparse() || t->is_mkldnn()) return false;
+    if (recording && t->requires_grad()) return false;
+  }
+  return true;
+}
+
+// A matrix's layout for sgemm: 'N' with rows `ld` apart, or 'T' (stored transposed), or none.
+struct Layout {
+  char trans;
+  int64_t ld;
+};
+bool layoutOf(int64_t rows, int64_t cols, int64_t rowStride, int64_t colStride, Layout& out) {
+  if (colStride == 1 && rowStride >= std::max<int64_t>(cols, 1)) {
+    out = {'N', rowStride};
+    return true;
+  }
+  if (rowStride == 1 && colStride >= std::max<int64_t>(rows, 1)) {
+    out = {'T', colStride};
+    return true;
+  }
+  return false;
+}
+
+void check(int status) {
+  TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+}
+
+}  // namespace
+
+std::string cpuGemmBackend() { return oneDnn().name; }
+
+bool inferenceAvoidsBlas() { return oneDnn().sgemm != nullptr; }
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!eligible({&x, &weight, &bias}) || x.dim() < 1 || weight.dim() != 2) return at::linear(x, weight, bias);
+  const auto K = x.size(-1), N = weight.size(0);
+  auto input = x.contiguous();
+  auto w = weight.contiguous();
+  const auto M = K == 0 ? 0 : input.numel() / K;
+  auto sizes = x.sizes().vec();
+  sizes.back() = N;
+  torch::Tensor out;
+  float beta = 0.0F;
+  if (bias.defined()) {
+    // as addmm: the bias first, then the product accumulated onto it
+    out = bias.reshape({1, N}).expand({M, N}).contiguous();
+    beta = 1.0F;
+  } else {
+    out = torch::empty({M, N}, x.options());
+  }
+  if (M > 0 && N > 0) {
+    if (K == 0) {
+      if (!bias.defined()) out.zero_();
+    } else {
+      check(oneDnn().sgemm('N', 'T', M, N, K, 1.0F, input.data_ptr<float>(), K, w.data_ptr<float>(), K, beta,
+                           out.data_ptr<float>(), N));
+    }
+  }
+  return out.view(sizes);
+}
+
+torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!eligible({&a, &b}) || a.dim() < 3 || a.dim() != b.dim() || a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) ||
+      a.size(-1) != b.size(-2)) {
+    return torch::matmul(a, b);
+  }
+  const auto nd = a.dim();
+  const auto M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Layout la{}, lb{};
+  auto A = a, B = b;
+  if (!layoutOf(M, K, A.stride(-2), A.stride(-1), la)) {
+    A = A.contiguous();
+    la = {'N', K};
+  }
+  if (!layoutOf(K, N, B.stride(-2), B.stride(-1), lb)) {
+    B = B.contiguous();
+    lb = {'N', N};
+  }
+  auto outSizes = a.sizes().vec();
+  outSizes.back() = N;
+  auto out = torch::empty(outSizes, a.options());
+  int64_t batch = 1;
+  for (int64_t d = 0; d < nd - 2; ++d) batch *= a.size(d);
+  if (batch == 0 || M == 0 || N == 0) return out;
+  if (K == 0) return out.zero_();
+  // each batch matrix's offset from the batch dimensions' strides (views of permuted q/k/v)
+  auto offsets = [&](const torch::Tensor& t) {
+    std::vector<int64_t> result(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) {
+      int64_t rest = i, offset = 0;
+      for (int64_t d = nd - 3; d >= 0; --d) {
+        offset += (rest % t.size(d)) * t.stride(d);
+        rest /= t.size(d);
+      }
+      result[static_cast<size_t>(i)] = offset;
+    }
+    return result;
+  };
+  const auto offA = offsets(A), offB = offsets(B);
+  const float* pa = A.data_ptr<float>();
+  const float* pb = B.data_ptr<float>();
+  float* pc = out.data_ptr<float>();
+  const auto sgemm = oneDnn().sgemm;
+  // one product per batch matrix on each OpenMP worker (oneDNN runs single-threaded inside a
+  // parallel region); a single large matrix is split by oneDNN itself
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      check(sgemm(la.trans, lb.trans, M, N, K, 1.0F, pa + offA[static_cast<size_t>(i)], la.ld,
+                  pb + offB[static_cast<size_t>(i)], lb.ld, 0.0F, pc + i * M * N, N));
+    }
+  });
+  return out;
+}
+
+}  // namespace inpformer

@@ -1,0 +1,32 @@
+// cpu_gemm.h - float32 matrix products for work without gradients, on oneDNN's sgemm.
+// libtorch sends CPU float32 products to the system BLAS. Debian's OpenBLAS is held to its AVX2
+// kernels on these machines (OPENBLAS_CORETYPE), and its own thread pool spins after each product
+// on the cores libtorch's OpenMP workers need next: in a ViT-S forward the GELU after a product
+// took 11 ms instead of 1.8. oneDNN, which libtorch already loads for its mkldnn ops, has an
+// sgemm with AVX-512 kernels that runs on libtorch's OpenMP threads (measured 387 against 134
+// GFLOP/s on a [2088, 384] x [384, 1536] product, Zen 4, 2 threads). It is found at run time (no
+// header, no link: a libtorch without an exported dnnl_sgemm keeps libtorch's products).
+// Products that autograd must record (training's trainable layers) always stay on libtorch.
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace inpformer {
+
+// "oneDNN 2.7.3" when float32 products without gradients go through oneDNN's sgemm, otherwise
+// "libtorch" (no oneDNN sgemm found, or INP_FORMER_CPU_GEMM=libtorch set for comparisons).
+std::string cpuGemmBackend();
+
+// True when no product of this process goes to the system BLAS outside training: then jobs that
+// only infer need not take turns on the compute lock that guards OpenBLAS (executor.h).
+bool inferenceAvoidsBlas();
+
+// at::linear(x, weight, bias), through oneDNN when nothing needs a gradient.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
+// torch::matmul(a, b) for a [..., M, K] and b [..., K, N] with equal batch shapes (either may be a
+// transposed view), through oneDNN when nothing needs a gradient.
+torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace inpformer
