@@ -9,7 +9,7 @@
 // Python runs both with OMP_WAIT_POLICY=PASSIVE and without it, and keeps its better: on this
 // AMD machine PASSIVE makes its matrix products fast but its softmax slow (92 ms for a
 // [1, 6, 785, 785] softmax at 392 px), and without it the reverse (q @ k^T 51 ms instead of 8.5).
-//   node bench/side-by-side.js [--rounds 2] [--quick]
+//   node bench/side-by-side.js [--rounds 2] [--quick | --only 'training']
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -25,6 +25,7 @@ const CONFIGS = [
   { name: 'ViT-S/14, 224 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 1, iters: 9 },
   { name: 'ViT-S/14, 392 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 392, batch: 1, iters: 5 },
   { name: 'ViT-B/14 reg4, 392 px, batch 1', dim: 768, depth: 12, heads: 12, registers: 4, size: 392, batch: 1, iters: 3 },
+  { name: 'ViT-S/14, 224 px, batch 8, training step', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: true },
 ];
 
 async function nodeChild([weights, input, batch, size, iters]) {
@@ -42,6 +43,29 @@ async function nodeChild([weights, input, batch, size, iters]) {
   times.sort((a, b) => a - b);
   await model.dispose();
   process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, scores: [...scores] }));
+}
+
+// Training steps through fit() on in-memory batches: each 'step' progress event is stamped, and a
+// step's time is the gap between two stamps (the first step warms up).
+async function trainChild([weights, input, batch, size, iters]) {
+  const { InpFormer } = require('..');
+  [batch, size, iters] = [batch, size, iters].map(Number);
+  const model = await InpFormer.load(weights, { imageSize: size, cropSize: size });
+  const data = new Float32Array(fs.readFileSync(input).buffer.slice(0));
+  const stamps = [];
+  const losses = [];
+  const batches = Array.from({ length: iters + 1 }, () => ({ data, shape: [batch, 3, size, size] }));
+  await model.fit(batches, {
+    epochs: 1,
+    onProgress: (p) => {
+      if (p.type !== 'step') return;
+      stamps.push(performance.now());
+      losses.push(p.loss);
+    },
+  });
+  const times = stamps.slice(1).map((t, i) => (t - stamps[i]) / 1000).sort((a, b) => a - b);
+  await model.dispose();
+  process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, losses }));
 }
 
 async function ortChild([weights, input, batch, size, iters, threads]) {
@@ -77,42 +101,56 @@ function main() {
   console.log(`Python model against reference-a:\n${check}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inp-former-side-'));
   const rows = [];
-  for (const c of process.argv.includes('--quick') ? CONFIGS.slice(0, 1) : CONFIGS) {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
+  const configs = process.argv.includes('--quick') ? CONFIGS.slice(0, 1) : CONFIGS.filter((c) => !only || c.name.includes(only));
+  for (const c of configs) {
     const weights = path.join(dir, `w-${c.dim}-${c.registers}.pth`);
     const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
     if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
     execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
     const onnx = path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`);
-    exportFor(weights, c.batch, c.size, onnx);
+    if (!c.train) exportFor(weights, c.batch, c.size, onnx);
     const py = [];
     const ours = [];
     const ort = [];
+    const pyArgs = [c.train ? 'train' : 'infer', weights, input, '--batch', c.batch, '--size', c.size, '--iters', c.iters, '--threads', threads];
     for (let r = 0; r < rounds; r++) {
       for (const env of [passive, active]) {
-        const r = JSON.parse(execFileSync(PY, [RUN, 'infer', weights, input, '--batch', c.batch, '--size', c.size, '--iters', c.iters, '--threads', threads].map(String), { env, encoding: 'utf8' }));
+        const r = JSON.parse(execFileSync(PY, [RUN, ...pyArgs].map(String), { env, encoding: 'utf8' }));
         py.push({ ...r, policy: env === passive ? 'PASSIVE' : 'default' });
       }
-      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, '--node-child', weights, input, c.batch, c.size, c.iters].map(String), { encoding: 'utf8' })));
-      ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
+      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, c.train ? '--train-child' : '--node-child', weights, input, c.batch, c.size, c.iters].map(String), { encoding: 'utf8' })));
+      if (!c.train) ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
     }
     const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
     const low = (xs, k) => Math.min(...xs.map((x) => x[k]));
-    const scoreDiff = Math.max(...py[0].scores.map((s, i) => Math.abs(s - ours[0].scores[i]) / Math.abs(s)));
+    const relDiff = (a, b) => Math.max(...a.map((s, i) => Math.abs(s - b[i]) / Math.abs(s)));
     const pyBest = py.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
     const row = {
       config: c.name, python: pyBest.imagesPerSecond, pythonPolicy: pyBest.policy, ours: best(ours, 'imagesPerSecond'),
-      pythonRss: low(py, 'peakRssMiB'), oursRss: low(ours, 'peakRssMiB'), scoreDiff,
-      onnxruntime: best(ort, 'imagesPerSecond'), onnxruntimeRss: low(ort, 'peakRssMiB'),
-      onnxScoreDiff: Math.max(...ort[0].scores.map((s, i) => Math.abs(s - ours[0].scores[i]) / Math.abs(s))),
+      pythonRss: low(py, 'peakRssMiB'), oursRss: low(ours, 'peakRssMiB'),
     };
+    const line = `${row.config}: Python ${row.python.toFixed(2)} img/s (${row.pythonPolicy}), ours ${row.ours.toFixed(2)} (${(row.ours / row.python).toFixed(2)}x)`;
+    if (c.train) {
+      // the same weights and batch: the first step's loss agrees (the optimizers differ after it)
+      row.firstLossDiff = relDiff([py[0].losses[0]], [ours[0].losses[0]]);
+      console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; first-step loss agrees to ${row.firstLossDiff.toExponential(1)}`);
+    } else {
+      Object.assign(row, {
+        scoreDiff: relDiff(py[0].scores, ours[0].scores),
+        onnxruntime: best(ort, 'imagesPerSecond'), onnxruntimeRss: low(ort, 'peakRssMiB'),
+        onnxScoreDiff: relDiff(ort[0].scores, ours[0].scores),
+      });
+      console.log(`${line}, onnxruntime on our export ${row.onnxruntime.toFixed(2)} (ours ${(row.ours / row.onnxruntime).toFixed(2)}x of it); peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} / ${row.onnxruntimeRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)} (Python), ${row.onnxScoreDiff.toExponential(1)} (onnxruntime)`);
+    }
     rows.push(row);
-    console.log(`${row.config}: Python ${row.python.toFixed(2)} img/s (${row.pythonPolicy}), ours ${row.ours.toFixed(2)} (${(row.ours / row.python).toFixed(2)}x), onnxruntime on our export ${row.onnxruntime.toFixed(2)} (ours ${(row.ours / row.onnxruntime).toFixed(2)}x of it); peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} / ${row.onnxruntimeRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)} (Python), ${row.onnxScoreDiff.toExponential(1)} (onnxruntime)`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
   return { threads, rows };
 }
 
 if (process.argv[2] === '--node-child') nodeChild(process.argv.slice(3));
+else if (process.argv[2] === '--train-child') trainChild(process.argv.slice(3));
 else if (process.argv[2] === '--ort-child') ortChild(process.argv.slice(3));
 else {
   const r = main();

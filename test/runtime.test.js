@@ -36,7 +36,8 @@ test('runtime() names the binary, the libtorch and BLAS in use, and the CPU feat
   const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8');
   if (/\/libdnnl\.so/.test(maps) && process.env.INP_FORMER_CPU_GEMM !== 'libtorch') t.regex(r.cpuGemm, /^oneDNN \d+\.\d+\.\d+$/);
   else t.is(r.cpuGemm, 'libtorch');
-  t.is(typeof r.heapKeepsTensorBlocks, 'boolean');
+  t.is(r.tensorCache.enabled, process.env.INP_FORMER_TENSOR_CACHE !== '0');
+  t.true(Number.isInteger(r.tensorCache.cachedBytes) && r.tensorCache.cachedBytes >= 0);
   const cpuinfo = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8');
   t.is(r.cpu.features.avx512_bf16, /\bavx512_bf16\b/.test(cpuinfo));
   t.is(r.cpu.features.amx_tile, /\bamx_tile\b/.test(cpuinfo));

@@ -7,6 +7,11 @@
   run.py infer WEIGHTS INPUT --batch B --size PX --iters K
       inference timing of the plain-PyTorch model (bench/reference/inp_former.py):
       JSON { imagesPerSecond, peakRssMiB, scores }
+  run.py train WEIGHTS INPUT --batch B --size PX --iters K
+      training-step timing: the recipe's loss (soft-mining cosine loss with (d / mean d)^3
+      gradient weights + 0.2 x the INP coherence loss), backward, grad-norm clip 0.1, and an
+      AdamW step (amsgrad, eps 1e-10, wd 1e-4) standing in for upstream's StableAdamW (the same
+      per-parameter element-wise work, less its RMS clip): JSON { imagesPerSecond, peakRssMiB, losses }
 bench/side-by-side.js runs it with and without OMP_WAIT_POLICY=PASSIVE and keeps the better.
 """
 import argparse
@@ -18,6 +23,8 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inp_former import DinoViT, InpFormer, anomaly_map  # noqa: E402
@@ -56,7 +63,7 @@ def main():
     elif a.what == "input":
         g = torch.Generator().manual_seed(a.seed)
         torch.randn(a.batch, 3, a.size, a.size, generator=g).numpy().astype("<f4").tofile(a.files[0])
-    elif a.what == "infer":
+    elif a.what in ("infer", "train"):
         sd = torch.load(a.files[0], map_location="cpu")
         dim = sd["prototype_token"].shape[1]
         depth = len({k.split(".")[2] for k in sd if k.startswith("encoder.blocks.")})
@@ -67,6 +74,9 @@ def main():
         model.eval()
         del sd
         x = torch.from_numpy(np.fromfile(a.files[1], dtype="<f4").reshape(a.batch, 3, a.size, a.size))
+        if a.what == "train":
+            train(model, x, a)
+            return
         times = []
         with torch.inference_mode():
             for i in range(a.iters + 1):  # the first run warms up
@@ -81,6 +91,47 @@ def main():
             "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "scores": scores.tolist(),
         }))
+
+
+def soft_mining_loss(en, de, power=3.0):
+    """upstream's global_cosine_hm_percent with the percent-free soft weights: every token's
+    gradient scaled by (d / mean d)^power, d = 1 - cos over channels."""
+    loss = 0
+    for a, b in zip(en, de):
+        a = a.detach()
+        with torch.no_grad():
+            d = (1 - F.cosine_similarity(a, b, dim=1)).unsqueeze(1)
+            factor = (d / d.mean()) ** power
+        loss = loss + torch.mean(1 - F.cosine_similarity(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)))
+        b.register_hook(lambda g, f=factor: g * f.expand_as(g))
+    return loss / len(en)
+
+
+def train(model, x, a):
+    model.train()
+    model.encoder.eval()
+    trainable = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(trainable, lr=1e-3, betas=(0.9, 0.999), eps=1e-10, weight_decay=1e-4, amsgrad=True)
+    times, losses = [], []
+    for i in range(a.iters + 1):  # the first step warms up
+        t0 = time.perf_counter()
+        en, de, g_loss = model(x)
+        loss = soft_mining_loss(en, de) + 0.2 * g_loss
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(trainable, 0.1)
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+        losses.append(loss.item())
+    times.sort()
+    print(json.dumps({
+        "imagesPerSecond": a.batch / times[len(times) // 2],
+        "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "losses": losses,
+    }))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include "anomaly_map.h"
 #include "errors.h"
 #include "executor.h"
+#include "tensor_memory.h"
 
 namespace inpformer {
 
@@ -48,6 +49,13 @@ InpFormerModel::InpFormerModel(const InpFormerConfig& config, const RuntimeOptio
   net_->to(device_, dtype_);
   net_->eval();
   blurKernel_ = gaussianKernel2d(5, 4.0, torch::TensorOptions().device(device_));
+}
+
+InpFormerModel::~InpFormerModel() {
+  trainer_.reset();
+  net_ = InpFormerNet(nullptr);
+  blurKernel_ = torch::Tensor();
+  releaseCachedTensorBlocks();
 }
 
 void InpFormerModel::loadWeights(const std::map<std::string, torch::Tensor>& tensors) {
@@ -113,6 +121,7 @@ void InpFormerModel::endTraining() {
   }
   trainer_.reset();
   net_->eval();
+  releaseCachedTensorBlocks();  // training's activations outsize inference's: do not keep them
 }
 
 StepStats InpFormerModel::trainStep(const torch::Tensor& batch) {

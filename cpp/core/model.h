@@ -32,6 +32,10 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 class InpFormerModel {
  public:
   InpFormerModel(const InpFormerConfig& config, const RuntimeOptions& runtime);
+  // Frees the network, then empties the tensor cache its blocks would otherwise go to.
+  ~InpFormerModel();
+  InpFormerModel(const InpFormerModel&) = delete;
+  InpFormerModel& operator=(const InpFormerModel&) = delete;
 
   // Strict load of float tensors named as upstream's state_dict (CPU tensors, any float dtype).
   void loadWeights(const std::map<std::string, torch::Tensor>& tensors);

@@ -9,7 +9,7 @@
 #include "core/cpu_gemm.h"
 #include "core/errors.h"
 #include "core/executor.h"
-#include "core/heap.h"
+#include "core/tensor_memory.h"
 #include "core/model.h"
 #include "core/preprocess.h"
 #include "model_binding.h"
@@ -37,7 +37,8 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
   o.Set("openblasCore", r.openblasCore);
   o.Set("openblasConfig", r.openblasConfig);
   o.Set("cpuGemm", cpuGemmBackend());
-  o.Set("heapKeepsTensorBlocks", keepTensorBlocksOnHeap());
+  o.Set("tensorCache", cacheLargeTensorBlocks());
+  o.Set("cachedTensorBytes", static_cast<double>(cachedTensorBytes()));
   return o;
 }
 
@@ -89,7 +90,7 @@ Napi::Value fewShotViewsOf(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   installForkGuard();
-  keepTensorBlocksOnHeap();
+  cacheLargeTensorBlocks();
   exports.Set("runtime", Napi::Function::New(env, runtime));
   exports.Set("preprocess", Napi::Function::New(env, preprocess));
   exports.Set("fewShotViews", Napi::Function::New(env, fewShotViewsOf));

@@ -24,7 +24,8 @@ export interface NativeRuntime {
   openblasCore: string;
   openblasConfig: string;
   cpuGemm: string;
-  heapKeepsTensorBlocks: boolean;
+  tensorCache: boolean;
+  cachedTensorBytes: number;
 }
 
 export interface NativeInferResult {

@@ -25,8 +25,11 @@ export interface RuntimeInfo {
    * (e.g. 'oneDNN 2.6.3') where libtorch brings it, else 'libtorch' (its BLAS); INP_FORMER_CPU_GEMM=libtorch forces the latter
    */
   cpuGemm: string;
-  /** whether glibc keeps freed tensor-sized blocks for reuse (INP_FORMER_MALLOC=default turns it off) */
-  heapKeepsTensorBlocks: boolean;
+  /**
+   * freed CPU tensor blocks of 1 MiB or more kept for the next call (no page faults, no zeroing):
+   * whether the cache is on (INP_FORMER_TENSOR_CACHE=0 turns it off) and the bytes it holds now
+   */
+  tensorCache: { enabled: boolean; cachedBytes: number };
   cpu: CpuInfo;
   cudaAvailable: boolean;
   cudaDeviceCount: number;
@@ -91,7 +94,7 @@ export function runtime(): RuntimeInfo {
       openblasConfig: r.openblasConfig || null,
     },
     cpuGemm: r.cpuGemm,
-    heapKeepsTensorBlocks: r.heapKeepsTensorBlocks,
+    tensorCache: { enabled: r.tensorCache, cachedBytes: r.cachedTensorBytes },
     cpu: cpuInfo(),
     cudaAvailable: r.cudaAvailable,
     cudaDeviceCount: r.cudaDeviceCount,

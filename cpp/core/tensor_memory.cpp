@@ -1,0 +1,153 @@
+// tensor_memory.cpp - a c10 CPU allocator that keeps freed large blocks for reuse.
+#include "tensor_memory.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <c10/core/CPUAllocator.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+namespace inpformer {
+namespace {
+
+constexpr size_t kLargeBlock = size_t{1} << 20;  // smaller blocks stay with libtorch's allocator
+constexpr size_t kGranule = size_t{64} << 10;     // large sizes rounded up to 64 KiB
+// A cached block serves a request up to this much smaller than itself (so a [B, N, 4C] block
+// is not spent on a [B, N, C] one while the bigger request then maps fresh memory).
+constexpr size_t kMaxSlackDivisor = 8;
+// The cache never holds more than this; past it, blocks are unmapped at free as glibc would.
+constexpr size_t kCacheLimit = size_t{2} << 30;
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> live;   // mapped blocks in use, by data pointer: their length
+  std::multimap<size_t, void*> free;        // freed blocks by length
+  size_t freeBytes = 0;
+  c10::DeleterFnPtr smallDeleter = nullptr;  // libtorch's own raw deleter, for the blocks it made
+};
+Cache& cache() {
+  static auto* c = new Cache();  // never destroyed: tensors may be freed during exit
+  return *c;
+}
+
+void freeBlock(void* data) {
+  auto& c = cache();
+  std::unique_lock<std::mutex> lock(c.mutex);
+  auto it = c.live.find(data);
+  if (it == c.live.end()) {
+    lock.unlock();
+    // raw_deallocate sends libtorch's own small blocks here too
+    if (c.smallDeleter != nullptr) c.smallDeleter(data);
+    return;
+  }
+  const size_t length = it->second;
+  c.live.erase(it);
+  if (c.freeBytes + length > kCacheLimit) {
+    lock.unlock();
+    munmap(data, length);
+    return;
+  }
+  c.free.emplace(length, data);
+  c.freeBytes += length;
+}
+
+class CachingAllocator final : public c10::Allocator {
+ public:
+  explicit CachingAllocator(c10::Allocator* small) : small_(small) { cache().smallDeleter = small->raw_deleter(); }
+
+#if TORCH_VERSION_MAJOR >= 2
+  c10::DataPtr allocate(size_t n) override { return allocateBlock(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#else
+  c10::DataPtr allocate(size_t n) const override { return allocateBlock(n); }
+#endif
+  // oneDNN's scratch memory goes through raw_allocate / raw_deallocate, which need one deleter
+  // for every block: ours hands the blocks it did not map to libtorch's
+  c10::DeleterFnPtr raw_deleter() const override { return small_->raw_deleter() != nullptr ? &freeBlock : nullptr; }
+
+ private:
+  c10::DataPtr allocateBlock(size_t n) const {
+    if (n < kLargeBlock) return small_->allocate(n);
+    const size_t length = (n + kGranule - 1) / kGranule * kGranule;
+    auto& c = cache();
+    void* data = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(c.mutex);
+      auto it = c.free.lower_bound(length);
+      if (it != c.free.end() && it->first - length <= length / kMaxSlackDivisor) {
+        data = it->second;
+        c.live[data] = it->first;
+        c.freeBytes -= it->first;
+        c.free.erase(it);
+      }
+    }
+    if (data == nullptr) {
+      // a miss maps fresh memory: first unmap as much of the cache in blocks too small for this
+      // request, so the cache and the calls' live blocks together stay near the calls' peak
+      std::vector<std::pair<void*, size_t>> evicted;
+      {
+        std::lock_guard<std::mutex> lock(c.mutex);
+        size_t freed = 0;
+        auto it = c.free.lower_bound(length);
+        while (freed < length && it != c.free.begin()) {
+          --it;
+          freed += it->first;
+          evicted.emplace_back(it->second, it->first);
+          it = c.free.erase(it);
+        }
+        c.freeBytes -= freed;
+      }
+      for (const auto& [block, size] : evicted) munmap(block, size);
+      data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (data == MAP_FAILED) {
+        releaseCachedTensorBlocks();  // make room, then let libtorch's allocator try (and report)
+        return small_->allocate(n);
+      }
+      std::lock_guard<std::mutex> lock(c.mutex);
+      c.live[data] = length;
+    }
+    return {data, data, &freeBlock, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::Allocator* small_;
+};
+
+}  // namespace
+
+bool cacheLargeTensorBlocks() {
+  static const bool installed = [] {
+    const char* choice = std::getenv("INP_FORMER_TENSOR_CACHE");
+    if (choice != nullptr && std::strcmp(choice, "0") == 0) return false;
+    static CachingAllocator allocator(c10::GetDefaultCPUAllocator());
+    // priority above the default's 0, so a later default registration does not replace it
+    c10::SetCPUAllocator(&allocator, /*priority=*/1);
+    return true;
+  }();
+  return installed;
+}
+
+size_t cachedTensorBytes() {
+  auto& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.freeBytes;
+}
+
+void releaseCachedTensorBlocks() {
+  std::multimap<size_t, void*> blocks;
+  {
+    auto& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    blocks.swap(c.free);
+    c.freeBytes = 0;
+  }
+  for (const auto& [length, data] : blocks) munmap(data, length);
+}
+
+}  // namespace inpformer
