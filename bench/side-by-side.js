@@ -25,7 +25,8 @@ const CONFIGS = [
   { name: 'ViT-S/14, 224 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 1, iters: 9 },
   { name: 'ViT-S/14, 392 px, batch 1', dim: 384, depth: 12, heads: 6, registers: 0, size: 392, batch: 1, iters: 5 },
   { name: 'ViT-B/14 reg4, 392 px, batch 1', dim: 768, depth: 12, heads: 12, registers: 4, size: 392, batch: 1, iters: 3 },
-  { name: 'ViT-S/14, 224 px, batch 8, training step', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: true },
+  { name: 'ViT-S/14, 224 px, batch 8, training step', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: 'libtorch' },
+  { name: "ViT-S/14, 224 px, batch 8, training step, matmul 'onednn'", dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: 'onednn' },
 ];
 
 async function nodeChild([weights, input, batch, size, iters]) {
@@ -47,7 +48,7 @@ async function nodeChild([weights, input, batch, size, iters]) {
 
 // Training steps through fit() on in-memory batches: each 'step' progress event is stamped, and a
 // step's time is the gap between two stamps (the first step warms up).
-async function trainChild([weights, input, batch, size, iters]) {
+async function trainChild([weights, input, batch, size, iters, matmul]) {
   const { InpFormer } = require('..');
   [batch, size, iters] = [batch, size, iters].map(Number);
   const model = await InpFormer.load(weights, { imageSize: size, cropSize: size });
@@ -57,6 +58,7 @@ async function trainChild([weights, input, batch, size, iters]) {
   const batches = Array.from({ length: iters + 1 }, () => ({ data, shape: [batch, 3, size, size] }));
   await model.fit(batches, {
     epochs: 1,
+    matmul,
     onProgress: (p) => {
       if (p.type !== 'step') return;
       stamps.push(performance.now());
@@ -119,7 +121,7 @@ function main() {
         const r = JSON.parse(execFileSync(PY, [RUN, ...pyArgs].map(String), { env, encoding: 'utf8' }));
         py.push({ ...r, policy: env === passive ? 'PASSIVE' : 'default' });
       }
-      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, c.train ? '--train-child' : '--node-child', weights, input, c.batch, c.size, c.iters].map(String), { encoding: 'utf8' })));
+      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, c.train ? '--train-child' : '--node-child', weights, input, c.batch, c.size, c.iters, c.train ?? ''].map(String), { encoding: 'utf8' })));
       if (!c.train) ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
     }
     const best = (xs, k) => Math.max(...xs.map((x) => x[k]));

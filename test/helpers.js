@@ -50,13 +50,13 @@ const FIXTURE_SIZES = { imageSize: 256, cropSize: 224 };
  * coherence loss and grad norm, the lr error and the ReLU margin; over the trained weights the
  * 99.9th-percentile and largest absolute errors and the relative L2 error of the whole update.
  */
-async function referenceTrace() {
+async function referenceTrace(fitOptions = {}) {
   const { InpFormer } = require('..');
   const { readCheckpointFile } = require('inp-former/internal');
   const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
   const events = [];
   const summary = await model.fit(manifest.trace.steps.map((s) => inputBatch(s.batch)), {
-    epochs: 1, warmupSteps: 2, onProgress: (e) => e.type === 'step' && events.push(e),
+    epochs: 1, warmupSteps: 2, ...fitOptions, onProgress: (e) => e.type === 'step' && events.push(e),
   });
   const rel = (a, b) => Math.abs(a - b) / Math.abs(b);
   const rows = events.map((e, i) => {

@@ -56,6 +56,23 @@ test.serial('fit() on the fixture batches reproduces the reference training trac
   t.true(w.updateRelL2 <= CROSS_KERNEL.updateRelL2, 'the whole update, relative L2');
 });
 
+test.serial("matmul 'onednn' trains the trainable layers on oneDNN's products: the trace within the cross-kernel bounds", async (t) => {
+  // oneDNN sums in another order than the fixture's BLAS; the fixture's step 1 has a decoder ReLU
+  // score ~1e-8 from its kink, so the steps after it can only be bounded, as across BLAS kernels
+  const { rows, w } = await referenceTrace({ matmul: 'onednn' });
+  t.log(JSON.stringify(rows.map((r) => ({ step: r.step, loss: r.loss.toExponential(1), gradNorm: r.gradNorm.toExponential(1) }))));
+  t.is(rows.length, 6);
+  t.true(rows[0].loss <= TOL.traceLoss && rows[0].inpLoss <= TOL.traceLoss, "step 1's forward equals the reference's");
+  for (const r of rows) {
+    t.true(r.loss <= CROSS_KERNEL.loss && r.inpLoss <= CROSS_KERNEL.loss, `loss of step ${r.step} within ${CROSS_KERNEL.loss}`);
+    t.true(r.gradNorm <= CROSS_KERNEL.gradNorm, `grad norm of step ${r.step} within ${CROSS_KERNEL.gradNorm}`);
+  }
+  t.true(w.q999 <= CROSS_KERNEL.weightsQ999 && w.updateRelL2 <= CROSS_KERNEL.updateRelL2, 'the trained weights');
+  const model = await InpFormer.create({ encoder: tinyEncoder, ...tinySizes });
+  await t.throwsAsync(model.fit(WEAVE, { matmul: 'mkl' }), { instanceOf: InvalidArgumentError, message: /matmul/ });
+  await model.dispose();
+});
+
 async function scoreFolder(model, dir, sizes) {
   const out = [];
   for (const f of await listImages(dir)) {

@@ -57,16 +57,19 @@ const OneDnn& oneDnn() {
   return found;
 }
 
-bool eligible(std::initializer_list<const torch::Tensor*> tensors) {
+bool eligible(std::initializer_list<const torch::Tensor*> tensors, bool allowGrad = false) {
   if (oneDnn().sgemm == nullptr) return false;
   const bool recording = torch::GradMode::is_enabled();
   for (const auto* t : tensors) {
     if (!t->defined()) continue;
     if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || t->is_sparse() || t->is_mkldnn()) return false;
-    if (recording && t->requires_grad()) return false;
+    if (recording && t->requires_grad() && !allowGrad) return false;
   }
   return true;
 }
+
+thread_local bool recordedOnOneDnn = false;
+bool trainOnOneDnn() { return recordedOnOneDnn; }
 
 // A matrix's layout for sgemm: 'N' with rows `ld` apart, or 'T' (stored transposed), or none.
 struct Layout {
@@ -89,38 +92,80 @@ void check(int status) {
   TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
 }
 
+// out [M, N] (+)= op(A) op(B) on contiguous row-major operands: A [M, K] ('N') or [K, M] ('T'),
+// B [K, N] ('N') or [N, K] ('T'); beta 1 accumulates onto what out holds.
+void product(char transA, const torch::Tensor& A, char transB, const torch::Tensor& B, torch::Tensor& out, float beta) {
+  const auto M = out.size(0), N = out.size(1);
+  const auto K = transA == 'N' ? A.size(1) : A.size(0);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == 0.0F) out.zero_();
+    return;
+  }
+  check(oneDnn().sgemm(transA, transB, M, N, K, 1.0F, A.data_ptr<float>(), A.size(1), B.data_ptr<float>(), B.size(1), beta,
+                       out.data_ptr<float>(), N));
+}
+
+// y = x W^T + b on [M, K] rows, as addmm: the bias first, the product accumulated onto it.
+torch::Tensor linearRows(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  const auto M = x.size(0), N = w.size(0);
+  torch::Tensor out = bias.defined() ? bias.reshape({1, N}).expand({M, N}).contiguous() : torch::empty({M, N}, x.options());
+  product('N', x, 'T', w, out, bias.defined() ? 1.0F : 0.0F);
+  return out;
+}
+
+// The linear layer for training's recorded layers: the same products, forward and backward, on
+// oneDNN (libtorch's backward would send them to OpenBLAS, whose spinning pool then slows the
+// element-wise ops around them).
+class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& bias) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["bias"] = bias.defined();
+    return linearRows(x, w, bias);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& w = saved[1];
+    auto g = grads[0].contiguous();
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = torch::empty({g.size(0), w.size(1)}, g.options());
+      product('N', g, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
+    }
+    if (ctx->needs_input_grad(1)) {
+      gw = torch::empty({w.size(0), w.size(1)}, g.options());
+      product('T', g, 'N', x, gw, 0.0F);  // [N, M] x [M, K]
+    }
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = g.sum(0);
+    return {gx, gw, gb};
+  }
+};
+
 }  // namespace
 
 std::string cpuGemmBackend() { return oneDnn().name; }
 
+RecordedProductsOnOneDnn::RecordedProductsOnOneDnn(bool on) : previous_(recordedOnOneDnn) { recordedOnOneDnn = on; }
+RecordedProductsOnOneDnn::~RecordedProductsOnOneDnn() { recordedOnOneDnn = previous_; }
+
 bool inferenceAvoidsBlas() { return oneDnn().sgemm != nullptr; }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  if (!eligible({&x, &weight, &bias}) || x.dim() < 1 || weight.dim() != 2) return at::linear(x, weight, bias);
-  const auto K = x.size(-1), N = weight.size(0);
-  auto input = x.contiguous();
-  auto w = weight.contiguous();
-  const auto M = K == 0 ? 0 : input.numel() / K;
+  const bool recorded = torch::GradMode::is_enabled() &&
+                        (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !trainOnOneDnn()) ||
+      !eligible({&x, &weight, &bias}, /*allowGrad=*/true)) {
+    return at::linear(x, weight, bias);
+  }
   auto sizes = x.sizes().vec();
-  sizes.back() = N;
-  torch::Tensor out;
-  float beta = 0.0F;
-  if (bias.defined()) {
-    // as addmm: the bias first, then the product accumulated onto it
-    out = bias.reshape({1, N}).expand({M, N}).contiguous();
-    beta = 1.0F;
-  } else {
-    out = torch::empty({M, N}, x.options());
-  }
-  if (M > 0 && N > 0) {
-    if (K == 0) {
-      if (!bias.defined()) out.zero_();
-    } else {
-      check(oneDnn().sgemm('N', 'T', M, N, K, 1.0F, input.data_ptr<float>(), K, w.data_ptr<float>(), K, beta,
-                           out.data_ptr<float>(), N));
-    }
-  }
-  return out.view(sizes);
+  sizes.back() = weight.size(0);
+  auto rows = x.reshape({-1, x.size(-1)}).contiguous();
+  auto w = weight.contiguous();
+  if (!recorded) return linearRows(rows, w, bias).view(sizes);
+  return OneDnnLinear::apply(rows, w, bias).view(sizes);
 }
 
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {

@@ -22,7 +22,22 @@ std::string cpuGemmBackend();
 // only infer need not take turns on the compute lock that guards OpenBLAS (executor.h).
 bool inferenceAvoidsBlas();
 
-// at::linear(x, weight, bias), through oneDNN when nothing needs a gradient.
+// While one lives on a thread, linear layers that autograd records there run on oneDNN too,
+// forward and backward (training's opt-in: fit's matmul 'onednn'). Outside, they stay on
+// libtorch's products, whose roundings the reference training trace was made with.
+class RecordedProductsOnOneDnn {
+ public:
+  explicit RecordedProductsOnOneDnn(bool on);
+  ~RecordedProductsOnOneDnn();
+  RecordedProductsOnOneDnn(const RecordedProductsOnOneDnn&) = delete;
+  RecordedProductsOnOneDnn& operator=(const RecordedProductsOnOneDnn&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under
+// RecordedProductsOnOneDnn).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 // torch::matmul(a, b) for a [..., M, K] and b [..., K, N] with equal batch shapes (either may be a

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "cpu_gemm.h"
 #include "errors.h"
 
 namespace inpformer {
@@ -42,6 +43,7 @@ double Trainer::learningRateAt(int64_t step) const {
 }
 
 StepStats Trainer::step(const torch::Tensor& batch) {
+  RecordedProductsOnOneDnn products(options_.oneDnnProducts);
   net_->train();
   auto out = net_->forward(batch);
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);

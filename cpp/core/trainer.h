@@ -15,6 +15,9 @@ struct TrainOptions {
   double finalLearningRate = 0;
   double weightDecay = 0;
   double gradClipNorm = 0;
+  // The trainable layers' float32 products on oneDNN, forward and backward (cpu_gemm.h): faster,
+  // but not libtorch's roundings, so not the reference trace bit for bit.
+  bool oneDnnProducts = false;
   // The recipe's constants (INP_Former_Single_Class.py), not options.
   double inpLossWeight = 0.2;
   double softMiningPower = 3.0;

@@ -169,6 +169,7 @@ TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   t.finalLearningRate = number(o, "finalLearningRate");
   t.weightDecay = number(o, "weightDecay");
   t.gradClipNorm = number(o, "gradClipNorm");
+  t.oneDnnProducts = boolean(o, "oneDnnProducts");
   return t;
 }
 

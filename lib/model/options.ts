@@ -302,6 +302,11 @@ export const FIT = {
   warmupSteps: def(integer(0, 1e12), 100, 'linear warm-up steps'),
   weightDecay: def(number(0, 1), 1e-4, 'StableAdamW weight decay'),
   gradClipNorm: def(number(0, 1e6), 0.1, 'gradient-norm clip'),
+  matmul: def(
+    oneOf('libtorch', 'onednn'),
+    'libtorch',
+    "float32 products of the trainable layers on the CPU: 'libtorch' (the reference training trace's roundings) or 'onednn' (about 1.5x faster steps; other last bits, which a decoder ReLU score near 0 can turn into other gradients)",
+  ),
   seed: def(SEED, 0, 'shuffle seed'),
   shuffle: def(boolean, true, 'shuffle the images each epoch'),
   skipBadImages: def(boolean, false, 'skip unreadable images with a warning instead of failing'),

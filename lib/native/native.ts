@@ -72,6 +72,7 @@ export interface NativeTrainingOptions {
   finalLearningRate: number;
   weightDecay: number;
   gradClipNorm: number;
+  oneDnnProducts: boolean;
 }
 
 export interface NativeModelInstance {
