@@ -130,20 +130,13 @@ export class InpFormer {
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
-    const tensors = toNativeTensors(weights);
     try {
+      const tensors = toNativeTensors(weights);
       await whileBorrowed(tensors, () =>
         nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads }, tensors, seed, encoderOnly));
     } catch (err) {
       nativeModel.dispose();
       throw fromNativeError(err);
-    } finally {
-      // The weights were read for this call alone (a file's records, or made here) and the
-      // network now holds its own copy: free their memory now rather than at some later
-      // collection, so that the first inferences do not stack their activations on a second
-      // copy of the checkpoint (peak RSS, docs/benchmarks.md).
-      weights.clear();
-      addon.detachArrayBuffers([...new Set(tensors.map((t) => t.data.buffer))]);
     }
     return new InpFormer(nativeModel, config, thresholds, categoryThresholds);
   }
