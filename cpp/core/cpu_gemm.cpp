@@ -21,9 +21,15 @@ struct DnnlVersion {
 };
 using VersionFn = const DnnlVersion* (*)();
 
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
 struct OneDnn {
   Sgemm sgemm = nullptr;
   std::string name = "libtorch";
+  // libgomp's, which oneDNN asks for its thread count (omp_get_max_threads)
+  SetThreads setOmpThreads = nullptr;
+  GetThreads getOmpThreads = nullptr;
 };
 
 // Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
@@ -48,6 +54,8 @@ const OneDnn& oneDnn() {
     d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
     if (d.sgemm == nullptr) return d;
     d.name = "oneDNN";
+    d.setOmpThreads = reinterpret_cast<SetThreads>(symbolNearTorch("omp_set_num_threads"));
+    d.getOmpThreads = reinterpret_cast<GetThreads>(symbolNearTorch("omp_get_max_threads"));
     if (auto version = reinterpret_cast<VersionFn>(symbolNearTorch("dnnl_version"))) {
       const auto* v = version();
       d.name += " " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
@@ -92,6 +100,24 @@ void check(int status) {
   TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
 }
 
+// Below this many multiply-adds a product runs on one thread: waking libtorch's sleeping OpenMP
+// workers (passive waiting) costs more than it saves, as OpenBLAS also decides for small
+// products. A tiny 64-wide model's predict took 10.5 ms with every product on 2 threads against
+// 7.2 on OpenBLAS (bench/fairness.js).
+constexpr int64_t kSmallProduct = int64_t{1} << 22;
+
+// One sgemm, on one thread when it is small.
+int sgemmCall(char transA, char transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float beta, float* C, int64_t ldc) {
+  const auto& d = oneDnn();
+  const bool small = M * N * K < kSmallProduct && d.setOmpThreads != nullptr && d.getOmpThreads != nullptr;
+  const int threads = small ? d.getOmpThreads() : 0;
+  if (small && threads > 1) d.setOmpThreads(1);
+  const int status = d.sgemm(transA, transB, M, N, K, 1.0F, A, lda, B, ldb, beta, C, ldc);
+  if (small && threads > 1) d.setOmpThreads(threads);
+  return status;
+}
+
 // out [M, N] (+)= op(A) op(B) on contiguous row-major operands: A [M, K] ('N') or [K, M] ('T'),
 // B [K, N] ('N') or [N, K] ('T'); beta 1 accumulates onto what out holds.
 void product(char transA, const torch::Tensor& A, char transB, const torch::Tensor& B, torch::Tensor& out, float beta) {
@@ -102,8 +128,8 @@ void product(char transA, const torch::Tensor& A, char transB, const torch::Tens
     if (beta == 0.0F) out.zero_();
     return;
   }
-  check(oneDnn().sgemm(transA, transB, M, N, K, 1.0F, A.data_ptr<float>(), A.size(1), B.data_ptr<float>(), B.size(1), beta,
-                       out.data_ptr<float>(), N));
+  check(sgemmCall(transA, transB, M, N, K, A.data_ptr<float>(), A.size(1), B.data_ptr<float>(), B.size(1), beta,
+                  out.data_ptr<float>(), N));
 }
 
 // y = x W^T + b on [M, K] rows, as addmm: the bias first, the product accumulated onto it.
@@ -209,13 +235,14 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   const float* pa = A.data_ptr<float>();
   const float* pb = B.data_ptr<float>();
   float* pc = out.data_ptr<float>();
-  const auto sgemm = oneDnn().sgemm;
   // one product per batch matrix on each OpenMP worker (oneDNN runs single-threaded inside a
-  // parallel region); a single large matrix is split by oneDNN itself
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  // parallel region), each worker given at least kSmallProduct of work; a single large matrix is
+  // split by oneDNN itself
+  const int64_t grain = std::max<int64_t>(1, kSmallProduct / std::max<int64_t>(1, M * N * K));
+  at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      check(sgemm(la.trans, lb.trans, M, N, K, 1.0F, pa + offA[static_cast<size_t>(i)], la.ld,
-                  pb + offB[static_cast<size_t>(i)], lb.ld, 0.0F, pc + i * M * N, N));
+      check(sgemmCall(la.trans, lb.trans, M, N, K, pa + offA[static_cast<size_t>(i)], la.ld, pb + offB[static_cast<size_t>(i)],
+                      lb.ld, 0.0F, pc + i * M * N, N));
     }
   });
   return out;
