@@ -177,7 +177,7 @@ test('evaluate and calibrate report progress and stop on their signal; predict o
   await model.dispose();
 });
 
-test('predictEach streams in input order with a bounded window: 500 images with flat memory, early exit, heatmaps mirrored', async (t) => {
+test.serial('predictEach streams in input order with a bounded window: 500 images with flat memory, early exit, heatmaps mirrored', async (t) => {
   const model = await InpFormer.load(trained, { threads: 2 });
   const inputs = [GOOD, HOLE, fs.readFileSync(HOLE)];
   const direct = await model.predict(inputs);
