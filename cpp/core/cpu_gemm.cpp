@@ -148,7 +148,6 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& bias) {
     ctx->save_for_backward({x, w});
-    ctx->saved_data["bias"] = bias.defined();
     return linearRows(x, w, bias);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
@@ -165,7 +164,7 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
       gw = torch::empty({w.size(0), w.size(1)}, g.options());
       product('T', g, 'N', x, gw, 0.0F);  // [N, M] x [M, K]
     }
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = g.sum(0);
+    if (ctx->needs_input_grad(2)) gb = g.sum(0);  // false for an undefined bias
     return {gx, gw, gb};
   }
 };

@@ -6,7 +6,8 @@
 // sgemm with AVX-512 kernels that runs on libtorch's OpenMP threads (measured 387 against 134
 // GFLOP/s on a [2088, 384] x [384, 1536] product, Zen 4, 2 threads). It is found at run time (no
 // header, no link: a libtorch without an exported dnnl_sgemm keeps libtorch's products).
-// Products that autograd must record (training's trainable layers) always stay on libtorch.
+// Products that autograd records (training's trainable layers) stay on libtorch unless a
+// RecordedProductsOnOneDnn says otherwise (fit's matmul 'onednn').
 #pragma once
 #include <string>
 
@@ -14,7 +15,7 @@
 
 namespace inpformer {
 
-// "oneDNN 2.7.3" when float32 products without gradients go through oneDNN's sgemm, otherwise
+// "oneDNN 2.6.3" when float32 products without gradients go through oneDNN's sgemm, otherwise
 // "libtorch" (no oneDNN sgemm found, or INP_FORMER_CPU_GEMM=libtorch set for comparisons).
 std::string cpuGemmBackend();
 

@@ -61,6 +61,11 @@ void SerialExecutor::loop(int threads, bool exclusiveCompute) {
   const bool adaptive = threads <= 0;
   int current = adaptive ? availableCores() : threads;
   at::set_num_threads(current);
+  const auto adaptThreads = [&] {
+    if (!adaptive) return;
+    const int free = freeCores();
+    if (free != current) at::set_num_threads(current = free);
+  };
   for (;;) {
     Job job;
     {
@@ -70,11 +75,6 @@ void SerialExecutor::loop(int threads, bool exclusiveCompute) {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    const auto adaptThreads = [&] {
-      if (!adaptive) return;
-      const int free = freeCores();
-      if (free != current) at::set_num_threads(current = free);
-    };
     if (exclusiveCompute && job.computeTurn) {
       std::lock_guard<std::mutex> turn(computeMutex());
       adaptThreads();

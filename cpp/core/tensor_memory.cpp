@@ -118,36 +118,31 @@ class CachingAllocator final : public c10::Allocator {
     const size_t length = (n + kGranule - 1) / kGranule * kGranule;
     auto& c = cache();
     void* data = nullptr;
-    std::vector<std::pair<void*, size_t>> idle;
+    std::vector<std::pair<void*, size_t>> unmap;  // idle blocks, and on a miss the evicted ones
     {
       std::lock_guard<std::mutex> lock(c.mutex);
-      idle = takeIdle(c, Clock::now());
+      unmap = takeIdle(c, Clock::now());
       auto it = c.free.lower_bound(length);
       if (it != c.free.end() && it->first - length <= length / kMaxSlackDivisor) {
         data = it->second.data;
         c.live[data] = it->first;
         c.freeBytes -= it->first;
         c.free.erase(it);
-      }
-    }
-    unmapAll(idle);
-    if (data == nullptr) {
-      // a miss maps fresh memory: first unmap as much of the cache in blocks too small for this
-      // request, so the cache and the calls' live blocks together stay near the calls' peak
-      std::vector<std::pair<void*, size_t>> evicted;
-      {
-        std::lock_guard<std::mutex> lock(c.mutex);
+      } else {
+        // a miss maps fresh memory: first unmap as much of the cache in blocks too small for this
+        // request, so the cache and the calls' live blocks together stay near the calls' peak
         size_t freed = 0;
-        auto it = c.free.lower_bound(length);
         while (freed < length && it != c.free.begin()) {
           --it;
           freed += it->first;
-          evicted.emplace_back(it->second.data, it->first);
+          unmap.emplace_back(it->second.data, it->first);
           it = c.free.erase(it);
         }
         c.freeBytes -= freed;
       }
-      unmapAll(evicted);
+    }
+    unmapAll(unmap);
+    if (data == nullptr) {
       data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (data == MAP_FAILED) {
         releaseCachedTensorBlocks();  // make room, then let libtorch's allocator try (and report)

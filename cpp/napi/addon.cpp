@@ -9,9 +9,9 @@
 #include "core/cpu_gemm.h"
 #include "core/errors.h"
 #include "core/executor.h"
-#include "core/tensor_memory.h"
 #include "core/model.h"
 #include "core/preprocess.h"
+#include "core/tensor_memory.h"
 #include "model_binding.h"
 
 namespace inpformer::napi {
