@@ -27,12 +27,16 @@ const CONFIGS = [
   { name: 'ViT-B/14 reg4, 392 px, batch 1', dim: 768, depth: 12, heads: 12, registers: 4, size: 392, batch: 1, iters: 3 },
   { name: 'ViT-S/14, 224 px, batch 8, training step', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: 'libtorch' },
   { name: "ViT-S/14, 224 px, batch 8, training step, matmul 'onednn'", dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: 'onednn' },
+  // ours in bfloat16 against Python's float32 (the targets are ratios to float32)
+  { name: 'ViT-S/14 reg4, 224 px, batch 8, ours bfloat16', dim: 384, depth: 12, heads: 6, registers: 4, size: 224, batch: 8, iters: 5, precision: 'bfloat16' },
+  { name: 'ViT-B/14 reg4, 392 px, batch 1, ours bfloat16', dim: 768, depth: 12, heads: 12, registers: 4, size: 392, batch: 1, iters: 3, precision: 'bfloat16' },
+  { name: 'ViT-S/14, 224 px, batch 8, training step, ours bfloat16 mixed precision', dim: 384, depth: 12, heads: 6, registers: 0, size: 224, batch: 8, iters: 5, train: 'libtorch', precision: 'bfloat16' },
 ];
 
-async function nodeChild([weights, input, batch, size, iters]) {
+async function nodeChild([weights, input, batch, size, iters, precision]) {
   const { InpFormer } = require('..');
   [batch, size, iters] = [batch, size, iters].map(Number);
-  const model = await InpFormer.load(weights, { imageSize: size, cropSize: size });
+  const model = await InpFormer.load(weights, { imageSize: size, cropSize: size, precision });
   const x = new Float32Array(fs.readFileSync(input).buffer.slice(0));
   const times = [];
   let scores;
@@ -48,7 +52,7 @@ async function nodeChild([weights, input, batch, size, iters]) {
 
 // Training steps through fit() on in-memory batches: each 'step' progress event is stamped, and a
 // step's time is the gap between two stamps (the first step warms up).
-async function trainChild([weights, input, batch, size, iters, matmul]) {
+async function trainChild([weights, input, batch, size, iters, matmul, precision]) {
   const { InpFormer } = require('..');
   [batch, size, iters] = [batch, size, iters].map(Number);
   const model = await InpFormer.load(weights, { imageSize: size, cropSize: size });
@@ -59,6 +63,7 @@ async function trainChild([weights, input, batch, size, iters, matmul]) {
   await model.fit(batches, {
     epochs: 1,
     matmul,
+    precision,
     onProgress: (p) => {
       if (p.type !== 'step') return;
       stamps.push(performance.now());
@@ -111,7 +116,9 @@ function main() {
     if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
     execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
     const onnx = path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`);
-    if (!c.train) exportFor(weights, c.batch, c.size, onnx);
+    const precision = c.precision ?? 'float32';
+    const withOrt = !c.train && precision === 'float32';
+    if (withOrt) exportFor(weights, c.batch, c.size, onnx);
     const py = [];
     const ours = [];
     const ort = [];
@@ -121,8 +128,9 @@ function main() {
         const r = JSON.parse(execFileSync(PY, [RUN, ...pyArgs].map(String), { env, encoding: 'utf8' }));
         py.push({ ...r, policy: env === passive ? 'PASSIVE' : 'default' });
       }
-      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, c.train ? '--train-child' : '--node-child', weights, input, c.batch, c.size, c.iters, c.train ?? ''].map(String), { encoding: 'utf8' })));
-      if (!c.train) ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
+      const childArgs = c.train ? ['--train-child', weights, input, c.batch, c.size, c.iters, c.train, precision] : ['--node-child', weights, input, c.batch, c.size, c.iters, precision];
+      ours.push(JSON.parse(execFileSync(process.execPath, [__filename, ...childArgs].map(String), { encoding: 'utf8' })));
+      if (withOrt) ort.push(JSON.parse(execFileSync(process.execPath, [__filename, '--ort-child', onnx, input, c.batch, c.size, c.iters, threads].map(String), { encoding: 'utf8' })));
     }
     const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
     const low = (xs, k) => Math.min(...xs.map((x) => x[k]));
@@ -137,6 +145,9 @@ function main() {
       // the same weights and batch: the first step's loss agrees (the optimizers differ after it)
       row.firstLossDiff = relDiff([py[0].losses[0]], [ours[0].losses[0]]);
       console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; first-step loss agrees to ${row.firstLossDiff.toExponential(1)}`);
+    } else if (!withOrt) {
+      row.scoreDiff = relDiff(py[0].scores, ours[0].scores);
+      console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)}`);
     } else {
       Object.assign(row, {
         scoreDiff: relDiff(py[0].scores, ours[0].scores),

@@ -43,7 +43,7 @@ const CREATE = [
   [{ ...tiny, seed: NaN }, /for seed, got NaN/],
   [{ ...tiny, threads: 1e6 }, /expected an integer from 1 to 1024 for threads, got 1000000/],
   [{ ...tiny, imageSize: 1e6 }, /expected an integer from 1 to 4096 for imageSize, got 1000000/],
-  [{ ...tiny, precision: 'fp8' }, /expected one of 'float32', 'bfloat16' for precision, got 'fp8'/],
+  [{ ...tiny, precision: 'fp8' }, /expected one of 'float32', 'bfloat16', 'auto' for precision, got 'fp8'/],
   [{ ...tiny, device: 'tpu' }, /expected 'cpu', 'cuda', 'cuda:N' or 'auto' for device, got 'tpu'/],
   [{ ...tiny, device: 5 }, /for device, got 5/],
   [{ ...tiny, removeClassToken: 'no' }, /expected true or false for removeClassToken, got 'no'/],

@@ -50,10 +50,10 @@ const FIXTURE_SIZES = { imageSize: 256, cropSize: 224 };
  * coherence loss and grad norm, the lr error and the ReLU margin; over the trained weights the
  * 99.9th-percentile and largest absolute errors and the relative L2 error of the whole update.
  */
-async function referenceTrace(fitOptions = {}) {
+async function referenceTrace(fitOptions = {}, loadOptions = {}) {
   const { InpFormer } = require('..');
   const { readCheckpointFile } = require('inp-former/internal');
-  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), FIXTURE_SIZES);
+  const model = await InpFormer.load(path.join(FIXTURE, 'inp_former.pth'), { ...FIXTURE_SIZES, ...loadOptions });
   const events = [];
   const summary = await model.fit(manifest.trace.steps.map((s) => inputBatch(s.batch)), {
     epochs: 1, warmupSteps: 2, ...fitOptions, onProgress: (e) => e.type === 'step' && events.push(e),
@@ -79,10 +79,11 @@ async function referenceTrace(fitOptions = {}) {
       upd2 += (ev[i] - iv[i]) ** 2;
     }
   }
+  const precision = model.config.precision;
   await model.dispose();
   errors.sort((a, b) => a - b);
   const w = { n: errors.length, q999: errors[Math.floor(errors.length * 0.999)], max: errors[errors.length - 1], updateRelL2: Math.sqrt(updErr2 / upd2) };
-  return { rows, w, steps: summary.steps };
+  return { rows, w, steps: summary.steps, precision };
 }
 
 module.exports = { FIXTURES, FIXTURE, manifest, ref, maxAbsDiff, inputBatch, tmpdir, TOL, FIXTURE_SIZES, referenceTrace };

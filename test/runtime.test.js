@@ -41,6 +41,10 @@ test('runtime() names the binary, the libtorch and BLAS in use, and the CPU feat
   const cpuinfo = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8');
   t.is(r.cpu.features.avx512_bf16, /\bavx512_bf16\b/.test(cpuinfo));
   t.is(r.cpu.features.amx_tile, /\bamx_tile\b/.test(cpuinfo));
+  // what precision 'auto' asks on the CPU: oneDNN (here whenever its sgemm was found) and the ISA
+  const fastBf16 = r.cpu.features.avx512_bf16 || r.cpu.features.amx_bf16;
+  if (/^oneDNN/.test(r.cpuGemm)) t.is(r.cpuBf16, fastBf16);
+  else t.true(!r.cpuBf16 || fastBf16);
 });
 
 test('doctor() reports this set-up without throwing, and the CLI prints it', (t) => {

@@ -78,6 +78,12 @@ bool eligible(std::initializer_list<const torch::Tensor*> tensors, bool allowGra
 
 thread_local bool recordedOnOneDnn = false;
 bool trainOnOneDnn() { return recordedOnOneDnn; }
+thread_local bool productsInBFloat16 = false;
+
+// Under BFloat16Products, a float32 operand is rounded to bfloat16 for the product; autograd
+// records the rounding, so gradients reach the float32 weights as float32.
+bool inBFloat16(const torch::Tensor& t) { return productsInBFloat16 && t.scalar_type() == torch::kFloat; }
+torch::Tensor toBFloat16(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
 
 // A matrix's layout for sgemm: 'N' with rows `ld` apart, or 'T' (stored transposed), or none.
 struct Layout {
@@ -176,9 +182,15 @@ std::string cpuGemmBackend() { return oneDnn().name; }
 RecordedProductsOnOneDnn::RecordedProductsOnOneDnn(bool on) : previous_(recordedOnOneDnn) { recordedOnOneDnn = on; }
 RecordedProductsOnOneDnn::~RecordedProductsOnOneDnn() { recordedOnOneDnn = previous_; }
 
+BFloat16Products::BFloat16Products(bool on) : previous_(productsInBFloat16) { productsInBFloat16 = on; }
+BFloat16Products::~BFloat16Products() { productsInBFloat16 = previous_; }
+
 bool inferenceAvoidsBlas() { return oneDnn().sgemm != nullptr; }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  // a bfloat16 weight (a bfloat16 model's, on the CPU) takes float32 activations in bfloat16 too
+  if (inBFloat16(x) || (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kBFloat16))
+    return at::linear(toBFloat16(x), toBFloat16(weight), toBFloat16(bias)).to(torch::kFloat);
   const bool recorded = torch::GradMode::is_enabled() &&
                         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !trainOnOneDnn()) ||
@@ -194,6 +206,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 }
 
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
+  if (inBFloat16(a)) return torch::matmul(toBFloat16(a), toBFloat16(b)).to(torch::kFloat);
   if (!eligible({&a, &b}) || a.dim() < 3 || a.dim() != b.dim() || a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) ||
       a.size(-1) != b.size(-2)) {
     return torch::matmul(a, b);

@@ -37,12 +37,28 @@ class RecordedProductsOnOneDnn {
   bool previous_;
 };
 
+// While one lives on a thread, the float32 products there (linear layers and batchedMatmul,
+// recorded or not) are computed in bfloat16: operands rounded to bfloat16, libtorch's bfloat16
+// kernels (oneDNN's avx512_bf16 / AMX ones on the CPU, tensor cores on CUDA), the result back in
+// float32. Everything between products (norms, softmax, losses), the weights, their gradients
+// and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
+class BFloat16Products {
+ public:
+  explicit BFloat16Products(bool on);
+  ~BFloat16Products();
+  BFloat16Products(const BFloat16Products&) = delete;
+  BFloat16Products& operator=(const BFloat16Products&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under
-// RecordedProductsOnOneDnn).
+// RecordedProductsOnOneDnn), in bfloat16 under BFloat16Products.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 // torch::matmul(a, b) for a [..., M, K] and b [..., K, N] with equal batch shapes (either may be a
-// transposed view), through oneDNN when nothing needs a gradient.
+// transposed view), through oneDNN when nothing needs a gradient, in bfloat16 under BFloat16Products.
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace inpformer

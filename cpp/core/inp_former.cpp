@@ -87,7 +87,7 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
   {
     torch::NoGradGuard noGrad;
     auto blocks = encoder->blockOutputs(images, lastLayer);
-    for (auto l : cfg_.targetLayers) enList.push_back(blocks[static_cast<size_t>(l)]);
+    for (auto l : cfg_.targetLayers) enList.push_back(blocks[static_cast<size_t>(l)].to(prototype_token.scalar_type()));
   }
   const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(enList[0].size(1) - skip)));
   if (cfg_.removeClassToken)
@@ -137,6 +137,22 @@ std::vector<std::pair<std::string, torch::Tensor>> InpFormerNetImpl::trainablePa
   }
   out.emplace_back("prototype_token", prototype_token);
   return out;
+}
+
+void InpFormerNetImpl::castParameters(torch::ScalarType dtype, Part part, bool linearWeightsOnly) {
+  std::vector<torch::nn::Module*> roots;
+  if (part == Part::Whole) roots.push_back(this);
+  else roots = {bottleneck.get(), aggregation.get(), decoder.get()};
+  torch::NoGradGuard noGrad;
+  for (auto* root : roots) {
+    if (!linearWeightsOnly) {
+      root->to(dtype);
+      continue;
+    }
+    for (auto& sub : root->modules(/*include_self=*/false))
+      if (auto* lin = sub->as<torch::nn::LinearImpl>()) lin->weight.set_data(lin->weight.to(dtype));
+  }
+  if (part == Part::Trainable && !linearWeightsOnly) prototype_token.set_data(prototype_token.to(dtype));
 }
 
 void InpFormerNetImpl::initTrainable(uint64_t seed) {

@@ -36,6 +36,13 @@ class InpFormerNetImpl : public torch::nn::Module {
   // The reference's initialisation of the trainable part (trunc-normal 0.01 in +-0.03 Linear
   // weights, zero biases, unit LayerNorms, N(0,1) INPs, unit learn_scale), seeded.
   void initTrainable(uint64_t seed);
+  // Casts parameters to dtype: those of the whole network or of its trainable part (a bfloat16
+  // model trains float32 master weights), all of them or only the linear layers' weight
+  // matrices (a bfloat16 model on the CPU: bfloat16 products on float32 activations, which ran
+  // faster there than libtorch's bfloat16 element-wise kernels). forward() casts the encoder's
+  // tokens to the trainable part's dtype.
+  enum class Part { Whole, Trainable };
+  void castParameters(torch::ScalarType dtype, Part part, bool linearWeightsOnly);
 
   const InpFormerConfig& config() const { return cfg_; }
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "anomaly_map.h"
+#include "cpu_gemm.h"
 #include "errors.h"
 #include "executor.h"
 #include "tensor_memory.h"
@@ -46,7 +47,8 @@ static torch::ScalarType parsePrecision(const std::string& p) {
 InpFormerModel::InpFormerModel(const InpFormerConfig& config, const RuntimeOptions& runtime)
     : config_(config), device_(parseDevice(runtime.device)), dtype_(parsePrecision(runtime.precision)) {
   net_ = InpFormerNet(config);
-  net_->to(device_, dtype_);
+  net_->to(device_);
+  if (dtype_ != torch::kFloat) net_->castParameters(dtype_, InpFormerNetImpl::Part::Whole, lowPrecisionInProductsOnly());
   net_->eval();
   blurKernel_ = gaussianKernel2d(5, 4.0, torch::TensorOptions().device(device_));
 }
@@ -76,12 +78,13 @@ NamedTensors InpFormerModel::stateDict() const {
 torch::Tensor InpFormerModel::toModelInput(const torch::Tensor& images) const {
   if (images.dim() != 4 || images.size(1) != 3)
     throw CoreError(codes::kInvalidArgument, "images must have shape [B, 3, H, W]");
-  return images.to(device_, dtype_);
+  return images.to(device_, lowPrecisionInProductsOnly() ? torch::kFloat : dtype_);
 }
 
 InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeatures) {
   // no autograd bookkeeping at all (version counters, view tracking), not just no graph
   c10::InferenceMode inference;
+  BFloat16Products products(dtype_ == torch::kBFloat16);
   net_->eval();
   auto out = net_->forward(toModelInput(images));
   const auto H = images.size(2), W = images.size(3);
@@ -105,8 +108,9 @@ InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeat
 }
 
 void InpFormerModel::beginTraining(const TrainOptions& options) {
-  if (dtype_ != torch::kFloat)
-    throw CoreError(codes::kInvalidArgument, "training runs in float32: create the model with precision 'float32'");
+  // A bfloat16 model trains float32 master weights (bfloat16 widens without loss) behind its
+  // encoder; endTraining rounds them back.
+  if (dtype_ != torch::kFloat) net_->castParameters(torch::kFloat, InpFormerNetImpl::Part::Trainable, false);
   trainer_ = std::make_unique<Trainer>(net_, options);
 }
 
@@ -120,6 +124,7 @@ void InpFormerModel::endTraining() {
     }
   }
   trainer_.reset();
+  if (dtype_ != torch::kFloat) net_->castParameters(dtype_, InpFormerNetImpl::Part::Trainable, lowPrecisionInProductsOnly());
   net_->eval();
   releaseCachedTensorBlocks();  // training's activations outsize inference's: do not keep them
 }
@@ -143,7 +148,8 @@ RuntimeInfo runtimeInfo() {
   flags << cpuinfo.rdbuf();
   const auto text = flags.str();
   const bool cpuBf16 = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
-  info.bf16MatmulAvailable = info.cudaAvailable || (at::hasMKLDNN() && cpuBf16);
+  info.cpuBf16Products = at::hasMKLDNN() && cpuBf16;
+  info.bf16MatmulAvailable = info.cudaAvailable || info.cpuBf16Products;
   info.parallelInfo = at::get_parallel_info();
   // Looked up, not linked: libtorch may sit on another BLAS.
   using Report = char* (*)();

@@ -50,6 +50,7 @@ class InpFormerModel {
   InferenceResult infer(const torch::Tensor& images, bool withFeatures);
 
   // Training. beginTraining builds the optimiser for a run of totalSteps; trainStep runs one.
+  // A bfloat16 model trains float32 master weights, rounded back to bfloat16 by endTraining.
   void beginTraining(const TrainOptions& options);
   StepStats trainStep(const torch::Tensor& batch);
   Trainer* trainer() { return trainer_.get(); }
@@ -64,7 +65,12 @@ class InpFormerModel {
   torch::Tensor toModelInput(const torch::Tensor& images) const;
   InpFormerConfig config_;
   torch::Device device_;
-  torch::ScalarType dtype_;
+  // A bfloat16 model on the CPU keeps only its linear layers' weights in bfloat16 and runs
+  // float32 activations with bfloat16 products (BFloat16Products): libtorch's bfloat16
+  // element-wise CPU kernels made a whole-bfloat16 ViT-S slower (17.8 against 21.4 images/s,
+  // batch 8, Zen 4). On CUDA the whole network is bfloat16.
+  bool lowPrecisionInProductsOnly() const { return device_.is_cpu(); }
+  torch::ScalarType dtype_;  // the model's precision; the trainable part is float32 while a bfloat16 model trains
   InpFormerNet net_{nullptr};
   std::unique_ptr<Trainer> trainer_;
   torch::Tensor blurKernel_;
@@ -80,6 +86,7 @@ struct RuntimeInfo {
   int threads = 0;          // what model worker threads use
   int availableCores = 0;
   bool bf16MatmulAvailable = false;
+  bool cpuBf16Products = false;  // the CPU's bfloat16 products are fast: avx512_bf16 or AMX, through oneDNN
   std::string parallelInfo;
   // OpenBLAS's own report (empty under another BLAS): the kernel set it chose for this CPU
   // decides float32 summation orders, hence bit-level results (docs/parity.md).

@@ -44,6 +44,7 @@ double Trainer::learningRateAt(int64_t step) const {
 
 StepStats Trainer::step(const torch::Tensor& batch) {
   RecordedProductsOnOneDnn products(options_.oneDnnProducts);
+  BFloat16Products mixedPrecision(options_.bfloat16Products);
   net_->train();
   auto out = net_->forward(batch);
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);

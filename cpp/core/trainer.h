@@ -18,6 +18,9 @@ struct TrainOptions {
   // The trainable layers' float32 products on oneDNN, forward and backward (cpu_gemm.h): faster,
   // but not libtorch's roundings, so not the reference trace bit for bit.
   bool oneDnnProducts = false;
+  // Mixed precision (fit's precision 'bfloat16'): every matrix product in bfloat16, the rest,
+  // the weights and the optimizer in float32 (cpu_gemm.h's BFloat16Products).
+  bool bfloat16Products = false;
   // The recipe's constants (INP_Former_Single_Class.py), not options.
   double inpLossWeight = 0.2;
   double softMiningPower = 3.0;

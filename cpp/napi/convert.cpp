@@ -170,6 +170,7 @@ TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   t.weightDecay = number(o, "weightDecay");
   t.gradClipNorm = number(o, "gradClipNorm");
   t.oneDnnProducts = boolean(o, "oneDnnProducts");
+  t.bfloat16Products = boolean(o, "bfloat16Products");
   return t;
 }
 

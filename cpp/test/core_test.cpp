@@ -237,6 +237,41 @@ void cpuProducts() {
   check(!oneDnn || inferenceAvoidsBlas(), "with oneDNN found, inference needs no turn on the BLAS lock");
 }
 
+// Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
+// operands, and float32 gradients reaching float32 weights through the rounding.
+void bfloat16Products() {
+  torch::manual_seed(4);
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max()).item<double>();
+  };
+  const auto bf = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat); };
+  auto x = torch::randn({2, 7, 24});
+  auto w = torch::randn({40, 24}).requires_grad_(true);
+  auto b = torch::randn({40});
+  auto a = torch::randn({3, 6, 5});
+  auto c = torch::randn({3, 5, 4});
+  torch::Tensor y, prod, plain;
+  {
+    BFloat16Products mixed(true);
+    y = inpformer::linear(x, w, b);
+    prod = batchedMatmul(a, c);
+  }
+  plain = inpformer::linear(x, w.detach(), b);
+  check(y.scalar_type() == torch::kFloat && prod.scalar_type() == torch::kFloat, "bfloat16 products return float32");
+  // within bfloat16's output rounding (2^-8 relative) of the exact product of rounded operands
+  const auto exact = at::linear(bf(x), bf(w.detach()), bf(b));
+  check(rel(y.detach(), exact) < 8e-3, "linear is the product of the rounded operands (rel " + sci(rel(y.detach(), exact)) + ")");
+  check(rel(y.detach(), plain) > 1e-5, "and not the float32 product (rel " + sci(rel(y.detach(), plain)) + ")");
+  check(rel(prod, torch::matmul(bf(a), bf(c))) < 8e-3, "batchedMatmul is the product of the rounded operands");
+  y.sum().backward();
+  check(w.grad().defined() && w.grad().scalar_type() == torch::kFloat, "the float32 weight gets a float32 gradient");
+  // d sum(x W^T + b) / dW = sum over rows of x, in bfloat16
+  const auto expected = bf(x).reshape({-1, 24}).sum(0).expand({40, 24});
+  check(rel(w.grad(), expected) < 2e-2, "the gradient is the bfloat16 product's (rel " + sci(rel(w.grad(), expected)) + ")");
+  const auto after = inpformer::linear(x, w.detach(), b);
+  check(rel(after, plain) == 0.0, "outside the guard, products are float32 again");
+}
+
 int main() {
   const char* fixture = std::getenv("INP_FORMER_FIXTURE");
   if (!fixture) {
@@ -249,6 +284,7 @@ int main() {
     learningRateSchedule(fixture);
     stableAdamWStep();
     cpuProducts();
+    bfloat16Products();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;

@@ -20,7 +20,7 @@ import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
 import { CategorySet, FolderDataset, LabelledSource, ResolvedFolderDataset, isCategorySet, resolveCategories } from '../data/dataset';
-import { CREATE, CreateOptions, EXPORT_ONNX, FIT, RECIPES, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
+import { autoPrecision, CREATE, CreateOptions, EXPORT_ONNX, FIT, RECIPES, INFER, CALIBRATE, EVALUATE, LABELLED, LOAD, labelledSet, PREDICT_EACH, LoadOptions, LoadProgress, ModelConfig, PREDICT, RANDOM_ENCODER, Resolved, modelConfig, resolve, text } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 import { randomEncoderSpec, randomEncoderWeights } from './random-encoder';
 import { MicroBatcher } from './batcher';
@@ -237,6 +237,8 @@ export class InpFormer {
             imageSize: this.#config.imageSize,
             cropSize: this.#config.cropSize,
             maxImagePixels: this.#config.maxImagePixels,
+            precision: this.#config.precision,
+            autoPrecision: autoPrecision(this.#config.device, native().runtime()),
             saveModel: (file, extra) => this.#saveUnchecked(file, extra),
           },
           source,

@@ -201,7 +201,11 @@ const DEVICE = matching(/^(cpu|auto|cuda(:\d{1,3})?)$/, "'cpu', 'cuda', 'cuda:N'
 /** Runtime and preprocessing options shared by create() and load(). */
 export const RUNTIME = {
   device: def(DEVICE, 'cpu', "'cpu', 'cuda', 'cuda:N' or 'auto'"),
-  precision: def(oneOf('float32', 'bfloat16'), 'float32', "'float32' (exact to the reference) or 'bfloat16'"),
+  precision: def(
+    oneOf('float32', 'bfloat16', 'auto'),
+    'float32',
+    "'float32' (exact to the reference), 'bfloat16', or 'auto': bfloat16 where its products are fast (CUDA, or a CPU with avx512_bf16 or AMX), float32 elsewhere",
+  ),
   threads: opt(integer(1, 1024), "threads of the model's matrix products and ops (default: the cores this process may use that other processes leave free, looked at before each job)"),
   imageSize: def(integer(1, 4096), 448, 'resize to imageSize x imageSize before the crop'),
   cropSize: def(integer(1, 4096), 392, 'centre crop; a multiple of the patch size'),
@@ -302,6 +306,10 @@ export const FIT = {
   warmupSteps: def(integer(0, 1e12), 100, 'linear warm-up steps'),
   weightDecay: def(number(0, 1), 1e-4, 'StableAdamW weight decay'),
   gradClipNorm: def(number(0, 1e6), 0.1, 'gradient-norm clip'),
+  precision: opt(
+    oneOf('float32', 'bfloat16', 'auto'),
+    "the step's matrix products: 'float32', 'bfloat16' (mixed precision: bfloat16 products, float32 weights, optimizer and everything else) or 'auto' (bfloat16 where its products are fast); default the model's precision",
+  ),
   matmul: def(
     oneOf('libtorch', 'onednn'),
     'libtorch',
@@ -449,20 +457,39 @@ export const ENQUEUE = {
   onProgress: opt(func, "called with the job's progress events"),
 };
 
+/** What the runtime reports that per-device defaults depend on (native().runtime()). */
+export interface DeviceFacts {
+  cudaAvailable: boolean;
+  cpuBf16Products: boolean;
+}
+
+function onCuda(device: string, rt: DeviceFacts): boolean {
+  return device.startsWith('cuda') || (device === 'auto' && rt.cudaAvailable);
+}
+
+/**
+ * What precision 'auto' means on a device: bfloat16 where its products are fast (CUDA, whose
+ * GPUs since Ampere have bfloat16 tensor cores; a CPU with avx512_bf16 or AMX, through oneDNN),
+ * float32 elsewhere (there bfloat16 would be emulated, and slower than float32).
+ */
+export function autoPrecision(device: string, rt: DeviceFacts): Precision {
+  return onCuda(device, rt) || rt.cpuBf16Products ? 'bfloat16' : 'float32';
+}
+
 /**
  * A model's configuration from its network and resolved runtime options: the per-device
  * defaults are decided here, from what the runtime reports (`rt`).
  */
 export function modelConfig(
-  network: NetworkConfig, o: Resolved<typeof RUNTIME>, rt: { defaultThreads: number; cudaAvailable: boolean }, source: ModelConfig['source'],
+  network: NetworkConfig, o: Resolved<typeof RUNTIME>, rt: DeviceFacts & { defaultThreads: number }, source: ModelConfig['source'],
 ): ModelConfig {
-  const { imageSize, cropSize, precision, device, maxImagePixels } = o;
+  const { imageSize, cropSize, device, maxImagePixels } = o;
+  const precision = o.precision === 'auto' ? autoPrecision(device, rt) : o.precision;
   if (cropSize > imageSize) throw invalid('cropSize', `at most imageSize ${imageSize}`, cropSize);
   if (cropSize % network.encoder.patchSize !== 0) throw invalid('cropSize', `a multiple of the patch size ${network.encoder.patchSize}`, cropSize);
   const threads = o.threads ?? rt.defaultThreads;
   // batching pays on a GPU; on the CPU it was measured slower per image (docs/benchmarks.md)
-  const onCuda = device.startsWith('cuda') || (device === 'auto' && rt.cudaAvailable);
-  const predictBatchSize = o.predictBatchSize ?? (onCuda ? 8 : 1);
+  const predictBatchSize = o.predictBatchSize ?? (onCuda(device, rt) ? 8 : 1);
   return { network, imageSize, cropSize, precision, device, threads, adaptiveThreads: o.threads === undefined, predictBatchSize, maxImagePixels, source };
 }
 
@@ -493,7 +520,13 @@ export interface CreateOptions extends ArchitectureOptions {
   encoder?: string | RandomEncoderSpec;
   /** 'cpu' (default), 'cuda', 'cuda:N' or 'auto' */
   device?: Device;
-  precision?: Precision;
+  /**
+   * 'float32' (default: exact to the reference), 'bfloat16' (inference in bfloat16; fit trains
+   * float32 master weights with bfloat16 products), or 'auto': bfloat16 where its products are
+   * fast (CUDA, or a CPU with avx512_bf16 or AMX), float32 elsewhere. `config.precision` says
+   * what was chosen.
+   */
+  precision?: Precision | 'auto';
   /**
    * Threads of the model's matrix products and ops, fixed. Default: before each job, the cores
    * this process may use less those other processes keep busy (a busy neighbour on one of 2

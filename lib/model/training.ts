@@ -16,7 +16,7 @@ import { BatchSource, FitSource, batchSource } from '../data/batches';
 import type { LabelledSource } from '../data/dataset';
 import { AbortError, CheckpointError, InvalidArgumentError, fromNativeError } from '../errors';
 import { NativeModelInstance, NativeOptimizerState, NativeTensor, whileBorrowed } from '../native/native';
-import { FIT, Resolved } from './options';
+import { FIT, Precision, Resolved } from './options';
 import { callSafely, emitWarning } from '../callbacks';
 
 export interface FitProgress {
@@ -83,6 +83,15 @@ export interface FitOptions {
    * encoder use oneDNN either way.
    */
   matmul?: 'libtorch' | 'onednn';
+  /**
+   * The step's matrix products. 'float32' is exact to the reference trace; 'bfloat16' is mixed
+   * precision: every product in bfloat16 (oneDNN's avx512_bf16 / AMX kernels, tensor cores on
+   * CUDA), the weights, gradients, optimizer state and everything between products in float32
+   * (its loss trajectory and detection quality against float32: docs/parity.md); 'auto' takes
+   * bfloat16 where its products are fast. Default: the model's precision (a bfloat16 model
+   * trains float32 master weights and is rounded back to bfloat16 after the fit).
+   */
+  precision?: Precision | 'auto';
   /** shuffle seed, default 0 */
   seed?: number;
   shuffle?: boolean;
@@ -114,6 +123,10 @@ export interface TrainingContext {
   imageSize: number;
   cropSize: number;
   maxImagePixels: number;
+  /** the model's precision, fit's default */
+  precision: Precision;
+  /** what precision 'auto' means on the model's device */
+  autoPrecision: Precision;
   saveModel(file: string, extraMetadata?: Record<string, string>): Promise<void>;
 }
 
@@ -166,15 +179,21 @@ export class TrainingRun implements PromiseLike<FitSummary>, AsyncIterable<FitPr
 }
 
 /** The options that decide a run's numbers, as the training state records them. */
-function recipeOf(o: Resolved<typeof FIT>): Record<string, number | boolean> {
+function recipeOf(o: Resolved<typeof FIT>, precision: Precision): Record<string, number | boolean | string> {
   const { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle } = o;
-  return { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle };
+  return { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle, precision };
+}
+
+/** fit's precision option against the model's: the precision of the run's products. */
+function trainingPrecision(ctx: TrainingContext, choice: Precision | 'auto' | undefined): Precision {
+  if (choice === 'auto') return ctx.autoPrecision;
+  return choice ?? ctx.precision;
 }
 
 interface TrainingState {
   epochsDone: number;
   totalSteps: number;
-  options: Record<string, number | boolean>;
+  options: Record<string, number | boolean | string>;
 }
 
 /**
@@ -277,6 +296,7 @@ export async function runTraining(
     throw new InvalidArgumentError('with an iterable of batches of unknown length, pass maxSteps (it sets the learning-rate schedule)');
   let totalSteps = Math.min(perEpoch === undefined ? Infinity : perEpoch * o.epochs, o.maxSteps ?? Infinity);
 
+  const precision = trainingPrecision(ctx, o.precision as Precision | 'auto' | undefined);
   let epochsDone = 0;
   let resume: Awaited<ReturnType<typeof loadTrainingState>> | undefined;
   if (o.resumeFrom) {
@@ -284,13 +304,17 @@ export async function runTraining(
     totalSteps = resume.state.totalSteps;
     epochsDone = resume.state.epochsDone;
     // a resume equals an uninterrupted run only with the same recipe: say what differs
-    const now = recipeOf(o);
+    const now = recipeOf(o, precision);
     const changed = Object.entries(resume.state.options ?? {}).filter(([k, v]) => k in now && now[k] !== v);
     if (changed.length) warn(`resuming ${o.resumeFrom} with ${changed.map(([k, v]) => `${k} ${now[k]} (the run used ${v})`).join(', ')}: the result will differ from an uninterrupted run`);
   }
   try {
     const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;
-    await ctx.native.beginTraining({ totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm, oneDnnProducts: o.matmul === 'onednn' });
+    await ctx.native.beginTraining({
+      totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm,
+      oneDnnProducts: o.matmul === 'onednn',
+      bfloat16Products: precision === 'bfloat16',
+    });
     if (resume) {
       await whileBorrowed(resume.weights, () => ctx.native.loadWeights(resume.weights));
       await ctx.native.setOptimizerState(resume.optimizer);
@@ -348,7 +372,7 @@ export async function runTraining(
     });
     const last = epochsDone >= o.epochs || step >= totalSteps;
     if (o.checkpoint && (epochsDone % o.checkpoint.everyEpochs === 0 || last)) {
-      await saveTrainingState(ctx, o.checkpoint.path, { epochsDone, totalSteps, options: recipeOf(o) });
+      await saveTrainingState(ctx, o.checkpoint.path, { epochsDone, totalSteps, options: recipeOf(o, precision) });
     }
   }
   const seconds = (performance.now() - started) / 1000;

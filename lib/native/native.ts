@@ -19,6 +19,7 @@ export interface NativeRuntime {
   cudaDeviceCount: number;
   availableCores: number;
   bf16MatmulAvailable: boolean;
+  cpuBf16Products: boolean;
   parallelInfo: string;
   defaultThreads: number;
   openblasCore: string;
@@ -73,6 +74,7 @@ export interface NativeTrainingOptions {
   weightDecay: number;
   gradClipNorm: number;
   oneDnnProducts: boolean;
+  bfloat16Products: boolean;
 }
 
 export interface NativeModelInstance {

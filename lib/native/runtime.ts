@@ -37,6 +37,8 @@ export interface RuntimeInfo {
   threads: number;
   /** whether bf16 matrix kernels are available (oneDNN with avx512_bf16/AMX, or CUDA) */
   bf16: boolean;
+  /** whether this CPU's bfloat16 products are fast (avx512_bf16 or AMX, through oneDNN): what precision 'auto' asks on the CPU */
+  cpuBf16: boolean;
   /** libtorch's own description of its parallel back-ends */
   parallelInfo: string;
 }
@@ -100,6 +102,7 @@ export function runtime(): RuntimeInfo {
     cudaDeviceCount: r.cudaDeviceCount,
     threads: r.defaultThreads,
     bf16: r.bf16MatmulAvailable,
+    cpuBf16: r.cpuBf16Products,
     parallelInfo: r.parallelInfo,
   };
 }
