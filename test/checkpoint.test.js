@@ -139,3 +139,20 @@ test('safetensors encoders (timm names, registers folded into cls) give the same
   await a.dispose();
   await b.dispose();
 });
+
+test("load() keeps no JS copy of the checkpoint's weights once the network holds its own", async (t) => {
+  const file = path.join(tmpdir(), 'wide.pth');
+  const made = await InpFormer.create({ encoder: { embedDim: 384, depth: 10, numHeads: 6, posGridSize: 4 }, imageSize: 56, cropSize: 56 });
+  const input = new Float32Array(3 * 56 * 56).fill(0.5);
+  const expected = (await made.inferTensor(input, [1, 3, 56, 56])).scores[0];
+  await made.save(file);
+  await made.dispose();
+  const size = fs.statSync(file).size;
+  const before = process.memoryUsage().arrayBuffers;
+  const model = await InpFormer.load(file);
+  t.teardown(() => model.dispose());
+  const held = process.memoryUsage().arrayBuffers - before;
+  t.log(`file ${(size / 2 ** 20).toFixed(1)} MiB; array buffers after the load +${(held / 2 ** 20).toFixed(1)} MiB`);
+  t.true(held < size / 10, 'the records were freed at the load, not left to a later collection');
+  t.is((await model.inferTensor(input, [1, 3, 56, 56])).scores[0], expected, 'and the network has the weights');
+});

@@ -89,12 +89,28 @@ Napi::Value fewShotViewsOf(const Napi::CallbackInfo& info) {
   });
 }
 
+// detachArrayBuffers([ArrayBuffer]): frees each buffer's memory now instead of at a later
+// collection (lib/model/model.ts, after a load has copied the weights into the network).
+Napi::Value detachArrayBuffers(const Napi::CallbackInfo& info) {
+  if (info[0].IsArray()) {
+    auto list = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsArrayBuffer()) continue;
+      auto buffer = v.As<Napi::ArrayBuffer>();
+      if (!buffer.IsDetached()) buffer.Detach();
+    }
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   installForkGuard();
   cacheLargeTensorBlocks();
   exports.Set("runtime", Napi::Function::New(env, runtime));
   exports.Set("preprocess", Napi::Function::New(env, preprocess));
   exports.Set("fewShotViews", Napi::Function::New(env, fewShotViewsOf));
+  exports.Set("detachArrayBuffers", Napi::Function::New(env, detachArrayBuffers));
   exports.Set("NativeModel", NativeModel::define(env));
   return exports;
 }

@@ -36,6 +36,9 @@ import { packageVersion } from '../native/runtime';
 export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, Precision, RandomEncoderSpec } from './options';
 export type { InferTensorResult, Tensor } from '../results/postprocess';
 
+/** Far larger than Node's Buffer pool (8 KiB unless Buffer.poolSize was changed): allocated for itself. */
+const largeBuffer = (b: ArrayBufferLike) => b.byteLength >= 64 << 10 && b.byteLength > Buffer.poolSize;
+
 function toNativeTensors(m: TensorMap): NativeTensor[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
 }
@@ -130,13 +133,23 @@ export class InpFormer {
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
+    let tensors: NativeTensor[] = [];
     try {
-      const tensors = toNativeTensors(weights);
+      tensors = toNativeTensors(weights);
       await whileBorrowed(tensors, () =>
         nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads }, tensors, seed, encoderOnly));
     } catch (err) {
       nativeModel.dispose();
       throw fromNativeError(err);
+    } finally {
+      // The weights were read or made for this call alone, and the network holds its own copy:
+      // free them now rather than at some later collection, so that the first inferences do not
+      // stack their activations on a second copy of the checkpoint (peak RSS,
+      // docs/benchmarks.md). Only large buffers: a small Buffer may be a slice of Node's shared
+      // pool, which the process's other Buffers (its IPC among them) go on using.
+      const buffers = [...[...weights.values()].map((t) => t.storage.buffer), ...tensors.map((t) => t.data.buffer)];
+      weights.clear();
+      addon.detachArrayBuffers([...new Set(buffers)].filter(largeBuffer));
     }
     return new InpFormer(nativeModel, config, thresholds, categoryThresholds);
   }

@@ -115,6 +115,12 @@ export interface NativeAddon {
   /** [N, 3, H, W] pre-processed images -> their 22 few-shot views each, [22 N, 3, H, W] (cpp/core/augment.h) */
   fewShotViews(data: Float32Array, shape: number[]): Promise<Float32Array>;
   NativeModel: new (threads?: number) => NativeModelInstance;
+  /**
+   * Detaches each ArrayBuffer: its memory is freed now, not at a later garbage collection, and
+   * every view of it reads as empty. Only for buffers nothing else will read: never Node's
+   * shared Buffer pool (small Buffers are slices of it).
+   */
+  detachArrayBuffers(buffers: ArrayBufferLike[]): void;
 }
 
 const packageRoot = path.join(__dirname, '..', '..');
