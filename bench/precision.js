@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Detection quality of bfloat16 against float32, on every synth-ad category: the same small
+// Detection quality of bfloat16 against float32, on every synth-ad category and the demo's tiles
+// (examples/data/tiles, where this small model detects well): the same small
 // random-encoder model (no DINOv2 weights can be downloaded here) trained three ways, then
 // evaluated on the category's test set:
 //   float32        fit and inference in float32 (exact to the reference)
 //   mixed          fit({ precision: 'bfloat16' }): bfloat16 products, float32 weights; float32 inference
 //   bfloat16 model create({ precision: 'bfloat16' }): the same fit, then bfloat16 inference
 // Prints a markdown table and one JSON line (docs/parity.md, "bfloat16").
-//   node bench/precision.js [--epochs 10]
+//   node bench/precision.js [--epochs 15]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -41,11 +42,12 @@ async function run(dir, variant, epochs) {
 
 (async () => {
   const arg = (n, d) => (process.argv.includes(n) ? Number(process.argv[process.argv.indexOf(n) + 1]) : d);
-  const epochs = arg('--epochs', 10);
-  const categories = fs.readdirSync(DATA).filter((c) => fs.existsSync(path.join(DATA, c, 'train')));
+  const epochs = arg('--epochs', 15);
+  const categories = fs.readdirSync(DATA).filter((c) => fs.existsSync(path.join(DATA, c, 'train'))).map((c) => [`synth-ad/${c}`, path.join(DATA, c)]);
+  categories.push(['demo tiles', path.join(__dirname, '..', 'examples', 'data', 'tiles')]);
   const rows = [];
-  for (const category of categories) {
-    for (const v of VARIANTS) rows.push({ category, variant: v.name, ...(await run(path.join(DATA, category), v, epochs)) });
+  for (const [category, dir] of categories) {
+    for (const v of VARIANTS) rows.push({ category, variant: v.name, ...(await run(dir, v, epochs)) });
   }
   const f = (x, d = 3) => x.toFixed(d);
   console.log('| category | training / inference | loss, first / last epoch | image AUROC | pixel AUROC | AUPRO | fit img/s |');

@@ -48,7 +48,10 @@ InpFormerModel::InpFormerModel(const InpFormerConfig& config, const RuntimeOptio
     : config_(config), device_(parseDevice(runtime.device)), dtype_(parsePrecision(runtime.precision)) {
   net_ = InpFormerNet(config);
   net_->to(device_);
-  if (dtype_ != torch::kFloat) net_->castParameters(dtype_, InpFormerNetImpl::Part::Whole, lowPrecisionInProductsOnly());
+  if (dtype_ != torch::kFloat) {
+    TensorCacheBypass once;  // the float32 weights are not allocated again
+    net_->castParameters(dtype_, InpFormerNetImpl::Part::Whole, lowPrecisionInProductsOnly());
+  }
   net_->eval();
   blurKernel_ = gaussianKernel2d(5, 4.0, torch::TensorOptions().device(device_));
 }

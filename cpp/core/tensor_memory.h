@@ -23,4 +23,18 @@ size_t cachedTensorBytes();
 // inference's) and when a model is disposed.
 void releaseCachedTensorBlocks();
 
+// While one lives on a thread, large blocks freed there go back to the system at once instead of
+// into the cache: for frees that will not recur, such as a network's float32 weights replaced
+// by bfloat16 ones at construction (cached, they stacked onto the new copy at the load's peak).
+class TensorCacheBypass {
+ public:
+  TensorCacheBypass();
+  ~TensorCacheBypass();
+  TensorCacheBypass(const TensorCacheBypass&) = delete;
+  TensorCacheBypass& operator=(const TensorCacheBypass&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace inpformer

@@ -48,6 +48,16 @@ function elementCount(shape: unknown): number | undefined {
   return n;
 }
 
+/**
+ * An own, aligned copy of a tensor's bytes: never a slice of Node's shared Buffer pool (which
+ * Buffer.from uses for small sizes), so a load may free it early (InpFormer.#open).
+ */
+function ownCopy(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(out);
+  return out;
+}
+
 function readSafetensors(path: string, buf: Buffer): CheckpointFile {
   if (buf.length < 8) throw new CheckpointError('file too short for safetensors', path);
   const headerLen = buf.readBigUInt64LE(0);
@@ -78,7 +88,7 @@ function readSafetensors(path: string, buf: Buffer): CheckpointFile {
     if (begin > end || end > dataLength) throw bad(`bytes ${begin}..${end} lie outside the data (${dataLength} bytes; truncated?)`);
     if (end - begin !== numel * DTYPE_BYTES[dtype]) throw bad(`${end - begin} bytes for ${numel} ${dtype} values`);
     ranges.push({ name, begin, end });
-    const storage = Buffer.from(buf.subarray(dataStart + begin, dataStart + end)); // own, aligned copy
+    const storage = ownCopy(buf.subarray(dataStart + begin, dataStart + end));
     root.set(name, new HostTensor(dtype, shape as number[], HostTensor.contiguousStrides(shape as number[]), 0, storage));
   }
   ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -240,7 +250,7 @@ async function readTorchArchive(path: string, zip: ZipArchive): Promise<Checkpoi
   for (const name of new Set([...refs].map(recordOf))) {
     const data = await read(name);
     // Own, 8-byte-aligned copy of each storage (zip buffers are slices of larger chunks).
-    storages.set(name, data.byteOffset % 8 === 0 ? data : Buffer.from(data));
+    storages.set(name, data.byteOffset % 8 === 0 ? data : ownCopy(data));
   }
   root = replaceTensorRefs(root, (ref) => new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storages.get(recordOf(ref))!));
   return { path, format: isTorchScript ? 'torchscript' : 'torch', root };

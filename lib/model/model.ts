@@ -36,8 +36,12 @@ import { packageVersion } from '../native/runtime';
 export type { CreateOptions, LoadOptions, LoadProgress, ModelConfig, Precision, RandomEncoderSpec } from './options';
 export type { InferTensorResult, Tensor } from '../results/postprocess';
 
-/** Far larger than Node's Buffer pool (8 KiB unless Buffer.poolSize was changed): allocated for itself. */
-const largeBuffer = (b: ArrayBufferLike) => b.byteLength >= 64 << 10 && b.byteLength > Buffer.poolSize;
+/**
+ * Not Node's shared Buffer pool (Buffer.poolSize bytes, 8 KiB by default), which the rest of the
+ * process goes on using. The checkpoint reader copies even small tensors into their own memory
+ * (lib/checkpoint/reader.ts); this guards against a slice of the pool all the same.
+ */
+const ownBuffer = (b: ArrayBufferLike) => b.byteLength > Buffer.poolSize;
 
 function toNativeTensors(m: TensorMap): NativeTensor[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
@@ -145,11 +149,10 @@ export class InpFormer {
       // The weights were read or made for this call alone, and the network holds its own copy:
       // free them now rather than at some later collection, so that the first inferences do not
       // stack their activations on a second copy of the checkpoint (peak RSS,
-      // docs/benchmarks.md). Only large buffers: a small Buffer may be a slice of Node's shared
-      // pool, which the process's other Buffers (its IPC among them) go on using.
+      // docs/benchmarks.md).
       const buffers = [...[...weights.values()].map((t) => t.storage.buffer), ...tensors.map((t) => t.data.buffer)];
       weights.clear();
-      addon.detachArrayBuffers([...new Set(buffers)].filter(largeBuffer));
+      addon.detachArrayBuffers([...new Set(buffers)].filter(ownBuffer));
     }
     return new InpFormer(nativeModel, config, thresholds, categoryThresholds);
   }
