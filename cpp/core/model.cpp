@@ -137,6 +137,24 @@ StepStats InpFormerModel::trainStep(const torch::Tensor& batch) {
   return trainer_->step(toModelInput(batch));
 }
 
+// bfloat16 products go through oneDNN inside libtorch, fast (and clear of OpenBLAS, whose bfloat16
+// GEMM libtorch 2.x may fall back to) with avx512_bf16 or AMX. The CPU does not change: read once.
+static bool cpuBf16ProductsFast() {
+  static const bool fast = [] {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::stringstream flags;
+    flags << cpuinfo.rdbuf();
+    const auto text = flags.str();
+    const bool isa = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
+    return at::hasMKLDNN() && isa;
+  }();
+  return fast;
+}
+
+bool InpFormerModel::inferenceAvoidsBlas() const {
+  return inpformer::inferenceAvoidsBlas() && (dtype_ == torch::kFloat || !device_.is_cpu() || cpuBf16ProductsFast());
+}
+
 RuntimeInfo runtimeInfo() {
   RuntimeInfo info;
   info.torchVersion = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
@@ -145,13 +163,7 @@ RuntimeInfo runtimeInfo() {
   info.cudaDeviceCount = info.cudaAvailable ? static_cast<int>(torch::cuda::device_count()) : 0;
   info.availableCores = availableCores();
   info.threads = info.availableCores;
-  // bf16 matrix products go through oneDNN, fast only with avx512_bf16 or AMX.
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::stringstream flags;
-  flags << cpuinfo.rdbuf();
-  const auto text = flags.str();
-  const bool cpuBf16 = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
-  info.cpuBf16Products = at::hasMKLDNN() && cpuBf16;
+  info.cpuBf16Products = cpuBf16ProductsFast();
   info.bf16MatmulAvailable = info.cudaAvailable || info.cpuBf16Products;
   info.parallelInfo = at::get_parallel_info();
   // Looked up, not linked: libtorch may sit on another BLAS.

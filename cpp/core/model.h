@@ -57,6 +57,11 @@ class InpFormerModel {
   // Frees what only training needs: the optimizer's moments and the gradients.
   void endTraining();
 
+  // True when this model's inference never reaches the system BLAS, so it needs no turn on
+  // the compute lock (executor.h): oneDNN's float32 products, and bfloat16 ones only where
+  // they run on oneDNN's fast kernels.
+  bool inferenceAvoidsBlas() const;
+
   const InpFormerConfig& config() const { return config_; }
   torch::Device device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }

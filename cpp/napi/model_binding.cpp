@@ -3,7 +3,6 @@
 
 #include "async_job.h"
 #include "convert.h"
-#include "core/cpu_gemm.h"
 #include "core/errors.h"
 
 namespace inpformer::napi {
@@ -137,8 +136,9 @@ Napi::Value NativeModel::infer(const Napi::CallbackInfo& info) {
           return o;
         },
         // with oneDNN's products inference never reaches OpenBLAS: no turn on the compute lock,
-        // so another model's training step does not hold it up
-        /*computeTurn=*/!inferenceAvoidsBlas());
+        // so another model's training step does not hold it up (the model is built before any
+        // inference is scheduled: load() resolves first)
+        /*computeTurn=*/!(state_->model && state_->model->inferenceAvoidsBlas()));
   });
 }
 
