@@ -76,13 +76,9 @@ bool eligible(std::initializer_list<const torch::Tensor*> tensors, bool allowGra
   return true;
 }
 
-thread_local bool recordedOnOneDnn = false;
-bool trainOnOneDnn() { return recordedOnOneDnn; }
-thread_local bool productsInBFloat16 = false;
-
 // Under BFloat16Products, a float32 operand is rounded to bfloat16 for the product; autograd
 // records the rounding, so gradients reach the float32 weights as float32.
-bool inBFloat16(const torch::Tensor& t) { return productsInBFloat16 && t.scalar_type() == torch::kFloat; }
+bool inBFloat16(const torch::Tensor& t) { return BFloat16Products::active() && t.scalar_type() == torch::kFloat; }
 torch::Tensor toBFloat16(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
 
 // A matrix's layout for sgemm: 'N' with rows `ld` apart, or 'T' (stored transposed), or none.
@@ -179,12 +175,6 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 
 std::string cpuGemmBackend() { return oneDnn().name; }
 
-RecordedProductsOnOneDnn::RecordedProductsOnOneDnn(bool on) : previous_(recordedOnOneDnn) { recordedOnOneDnn = on; }
-RecordedProductsOnOneDnn::~RecordedProductsOnOneDnn() { recordedOnOneDnn = previous_; }
-
-BFloat16Products::BFloat16Products(bool on) : previous_(productsInBFloat16) { productsInBFloat16 = on; }
-BFloat16Products::~BFloat16Products() { productsInBFloat16 = previous_; }
-
 bool inferenceAvoidsBlas() { return oneDnn().sgemm != nullptr; }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
@@ -193,7 +183,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
     return at::linear(toBFloat16(x), toBFloat16(weight), toBFloat16(bias)).to(torch::kFloat);
   const bool recorded = torch::GradMode::is_enabled() &&
                         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !trainOnOneDnn()) ||
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !RecordedProductsOnOneDnn::active()) ||
       !eligible({&x, &weight, &bias}, /*allowGrad=*/true)) {
     return at::linear(x, weight, bias);
   }

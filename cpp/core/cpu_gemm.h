@@ -13,6 +13,8 @@
 
 #include <torch/torch.h>
 
+#include "scoped_flag.h"
+
 namespace inpformer {
 
 // "oneDNN 2.6.3" when float32 products without gradients go through oneDNN's sgemm, otherwise
@@ -26,32 +28,14 @@ bool inferenceAvoidsBlas();
 // While one lives on a thread, linear layers that autograd records there run on oneDNN too,
 // forward and backward (training's opt-in: fit's matmul 'onednn'). Outside, they stay on
 // libtorch's products, whose roundings the reference training trace was made with.
-class RecordedProductsOnOneDnn {
- public:
-  explicit RecordedProductsOnOneDnn(bool on);
-  ~RecordedProductsOnOneDnn();
-  RecordedProductsOnOneDnn(const RecordedProductsOnOneDnn&) = delete;
-  RecordedProductsOnOneDnn& operator=(const RecordedProductsOnOneDnn&) = delete;
-
- private:
-  bool previous_;
-};
+using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDnnTag>;
 
 // While one lives on a thread, the float32 products there (linear layers and batchedMatmul,
 // recorded or not) are computed in bfloat16: operands rounded to bfloat16, libtorch's bfloat16
 // kernels (oneDNN's avx512_bf16 / AMX ones on the CPU, tensor cores on CUDA), the result back in
 // float32. Everything between products (norms, softmax, losses), the weights, their gradients
 // and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
-class BFloat16Products {
- public:
-  explicit BFloat16Products(bool on);
-  ~BFloat16Products();
-  BFloat16Products(const BFloat16Products&) = delete;
-  BFloat16Products& operator=(const BFloat16Products&) = delete;
-
- private:
-  bool previous_;
-};
+using BFloat16Products = ScopedThreadFlag<struct BFloat16ProductsTag>;
 
 // at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under
 // RecordedProductsOnOneDnn), in bfloat16 under BFloat16Products.

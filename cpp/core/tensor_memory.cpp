@@ -74,8 +74,6 @@ void unmapAll(const std::vector<std::pair<void*, size_t>>& blocks) {
   for (const auto& [data, length] : blocks) munmap(data, length);
 }
 
-thread_local bool bypassCache = false;
-
 void freeBlock(void* data) {
   auto& c = cache();
   std::unique_lock<std::mutex> lock(c.mutex);
@@ -90,7 +88,7 @@ void freeBlock(void* data) {
   c.live.erase(it);
   const auto now = Clock::now();
   auto idle = takeIdle(c, now);
-  if (bypassCache || c.freeBytes + length > kCacheLimit) {
+  if (TensorCacheBypass::active() || c.freeBytes + length > kCacheLimit) {
     idle.emplace_back(data, length);
   } else {
     c.free.emplace(length, FreeBlock{data, now});
@@ -190,8 +188,5 @@ void releaseCachedTensorBlocks() {
   }
   unmapAll(blocks);
 }
-
-TensorCacheBypass::TensorCacheBypass() : previous_(bypassCache) { bypassCache = true; }
-TensorCacheBypass::~TensorCacheBypass() { bypassCache = previous_; }
 
 }  // namespace inpformer

@@ -10,6 +10,8 @@
 #pragma once
 #include <cstddef>
 
+#include "scoped_flag.h"
+
 namespace inpformer {
 
 // Installs the caching allocator for libtorch's CPU tensors once per process, unless
@@ -26,15 +28,6 @@ void releaseCachedTensorBlocks();
 // While one lives on a thread, large blocks freed there go back to the system at once instead of
 // into the cache: for frees that will not recur, such as a network's float32 weights replaced
 // by bfloat16 ones at construction (cached, they stacked onto the new copy at the load's peak).
-class TensorCacheBypass {
- public:
-  TensorCacheBypass();
-  ~TensorCacheBypass();
-  TensorCacheBypass(const TensorCacheBypass&) = delete;
-  TensorCacheBypass& operator=(const TensorCacheBypass&) = delete;
-
- private:
-  bool previous_;
-};
+using TensorCacheBypass = ScopedThreadFlag<struct TensorCacheBypassTag>;
 
 }  // namespace inpformer
