@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/model.h"
+#include "core/tensor_memory.h"
 #include "test/upstream_config.h"
 
 using namespace inpformer;
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   RuntimeOptions runtime{"cpu", argc > 9 ? argv[9] : "float32", 0};
   const int threads = std::getenv("THREADS") ? std::atoi(std::getenv("THREADS")) : 2;
   at::set_num_threads(threads);
+  cacheLargeTensorBlocks();  // as the addon does at load, unless INP_FORMER_TENSOR_CACHE=0
   InpFormerModel model(c, runtime);
   const auto size = arg(5), batch = arg(6), iters = arg(7);
   auto images = torch::randn({batch, 3, size, size});

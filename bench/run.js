@@ -118,8 +118,8 @@ function writeSection(file, torchMinor, body) {
   lines.push('', `Default threads (${r.threads}, the cores this process may use) against libtorch's own default of 1 ` +
     `(time with 1 thread / time with ${r.threads}): ViT-S/14 ${speedup('ViT-S/14 reg4', 'float32')}x in float32 and ${speedup('ViT-S/14 reg4', 'bfloat16')}x in bfloat16; ` +
     `ViT-B/14 ${speedup('ViT-B/14 reg4', 'float32')}x in float32 and ${speedup('ViT-B/14 reg4', 'bfloat16')}x in bfloat16. ` +
-    'Element-wise ops, convolutions and oneDNN\'s bf16 products follow at::set_num_threads; OpenBLAS\'s fp32 products use their own pool of 2 threads whatever the setting, so fp32 on the larger encoder, dominated by those products, gains little or nothing (runs vary by about 10%). ' +
-    'All of this is with passive OpenMP waiting, which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given: with libgomp\'s default spinning (the ACTIVE row) idle OpenMP workers take the cores OpenBLAS needs.', '');
+    'Element-wise ops, convolutions and oneDNN\'s products (float32 and bfloat16) follow the thread count (runs vary by about 10%). ' +
+    'All of this is with a short OpenMP spin (GOMP_SPINCOUNT=3000), which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given; the ACTIVE row spins without end.', '');
   lines.push('### predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
   lines.push('| encoder | predictBatchSize | requests | one at a time: images / s | all at once: images / s |', '|---|---|---|---|---|');
   for (const predictBatchSize of [1, 8]) {

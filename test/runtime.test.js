@@ -159,3 +159,16 @@ test('load() reports its stages and stops on its signal between them, keeping no
   t.true(warnings.some((w) => /load\(\) onProgress threw \(ignored\): boom/.test(w)), warnings.join('\n'));
   await t.throwsAsync(InpFormer.load(file, { signal: 'stop' }), { instanceOf: InvalidArgumentError, message: /signal/ });
 });
+
+test('loading the addon sets a short OpenMP spin unless the user chose a wait policy', (t) => {
+  const probe = (extra) => {
+    const env = { ...process.env, ...extra };
+    delete env.GOMP_SPINCOUNT;
+    if (!('OMP_WAIT_POLICY' in extra)) delete env.OMP_WAIT_POLICY;
+    const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..'))}).runtime(); console.log(JSON.stringify([process.env.GOMP_SPINCOUNT ?? null, process.env.OMP_WAIT_POLICY ?? null]))`], { env, encoding: 'utf8' });
+    t.is(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  t.deepEqual(probe({}), ['3000', null]);
+  t.deepEqual(probe({ OMP_WAIT_POLICY: 'PASSIVE' }), [null, 'PASSIVE']);
+});

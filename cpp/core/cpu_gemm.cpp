@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 namespace inpformer {
 namespace {
@@ -27,9 +28,6 @@ using GetThreads = int (*)();
 struct OneDnn {
   Sgemm sgemm = nullptr;
   std::string name = "libtorch";
-  // libgomp's, which oneDNN asks for its thread count (omp_get_max_threads)
-  SetThreads setOmpThreads = nullptr;
-  GetThreads getOmpThreads = nullptr;
 };
 
 // Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
@@ -54,13 +52,29 @@ const OneDnn& oneDnn() {
     d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
     if (d.sgemm == nullptr) return d;
     d.name = "oneDNN";
-    d.setOmpThreads = reinterpret_cast<SetThreads>(symbolNearTorch("omp_set_num_threads"));
-    d.getOmpThreads = reinterpret_cast<GetThreads>(symbolNearTorch("omp_get_max_threads"));
     if (auto version = reinterpret_cast<VersionFn>(symbolNearTorch("dnnl_version"))) {
       const auto* v = version();
       d.name += " " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
     }
     return d;
+  }();
+  return found;
+}
+
+// libgomp's per-thread count, which libtorch's parallel ops and oneDNN's products read
+// (omp_get_max_threads). None with a libtorch built without OpenMP.
+struct OpenMp {
+  SetThreads setThreads = nullptr;
+  GetThreads maxThreads = nullptr;
+};
+
+const OpenMp& openMp() {
+  static const OpenMp found = [] {
+    OpenMp o;
+    o.setThreads = reinterpret_cast<SetThreads>(symbolNearTorch("omp_set_num_threads"));
+    o.maxThreads = reinterpret_cast<GetThreads>(symbolNearTorch("omp_get_max_threads"));
+    if (o.setThreads == nullptr || o.maxThreads == nullptr) o = {};
+    return o;
   }();
   return found;
 }
@@ -111,13 +125,8 @@ constexpr int64_t kSmallProduct = int64_t{1} << 22;
 // One sgemm, on one thread when it is small.
 int sgemmCall(char transA, char transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
               int64_t ldb, float beta, float* C, int64_t ldc) {
-  const auto& d = oneDnn();
-  const bool small = M * N * K < kSmallProduct && d.setOmpThreads != nullptr && d.getOmpThreads != nullptr;
-  const int threads = small ? d.getOmpThreads() : 0;
-  if (small && threads > 1) d.setOmpThreads(1);
-  const int status = d.sgemm(transA, transB, M, N, K, 1.0F, A, lda, B, ldb, beta, C, ldc);
-  if (small && threads > 1) d.setOmpThreads(threads);
-  return status;
+  OpenMpThreadCap small(M * N * K < kSmallProduct ? 1 : 0);
+  return oneDnn().sgemm(transA, transB, M, N, K, 1.0F, A, lda, B, ldb, beta, C, ldc);
 }
 
 // out [M, N] (+)= op(A) op(B) on contiguous row-major operands: A [M, K] ('N') or [K, M] ('T'),
@@ -136,6 +145,7 @@ void product(char transA, const torch::Tensor& A, char transB, const torch::Tens
 
 // y = x W^T + b on [M, K] rows, as addmm: the bias first, the product accumulated onto it.
 torch::Tensor linearRows(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  RECORD_FUNCTION("oneDNN sgemm (linear)", std::vector<c10::IValue>());  // named in bench/profile.js's table
   const auto M = x.size(0), N = w.size(0);
   torch::Tensor out = bias.defined() ? bias.reshape({1, N}).expand({M, N}).contiguous() : torch::empty({M, N}, x.options());
   product('N', x, 'T', w, out, bias.defined() ? 1.0F : 0.0F);
@@ -172,6 +182,19 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 };
 
 }  // namespace
+
+OpenMpThreadCap::OpenMpThreadCap(int threads) {
+  const auto& omp = openMp();
+  if (threads <= 0 || omp.setThreads == nullptr) return;
+  const int now = omp.maxThreads();
+  if (now <= threads) return;
+  restore_ = now;
+  omp.setThreads(threads);
+}
+
+OpenMpThreadCap::~OpenMpThreadCap() {
+  if (restore_ > 0) openMp().setThreads(restore_);
+}
 
 std::string cpuGemmBackend() { return oneDnn().name; }
 
@@ -233,6 +256,7 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
     }
     return result;
   };
+  RECORD_FUNCTION("oneDNN sgemm (batched)", std::vector<c10::IValue>());
   const auto offA = offsets(A), offB = offsets(B);
   const float* pa = A.data_ptr<float>();
   const float* pb = B.data_ptr<float>();

@@ -37,6 +37,21 @@ using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDn
 // and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
 using BFloat16Products = ScopedThreadFlag<struct BFloat16ProductsTag>;
 
+// While one lives, OpenMP regions started on this thread (libtorch's parallel ops, oneDNN's
+// products) use at most `threads` threads; 0 leaves the count alone. It sets libgomp's per-thread
+// count (omp_set_num_threads, found next to libtorch) rather than at::set_num_threads, which also
+// rebuilds libtorch's pthreadpool, and puts it back on exit. A no-op without libgomp.
+class OpenMpThreadCap {
+ public:
+  explicit OpenMpThreadCap(int threads);
+  ~OpenMpThreadCap();
+  OpenMpThreadCap(const OpenMpThreadCap&) = delete;
+  OpenMpThreadCap& operator=(const OpenMpThreadCap&) = delete;
+
+ private:
+  int restore_ = 0;  // the count to put back; 0 when it was not changed
+};
+
 // at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under
 // RecordedProductsOnOneDnn), in bfloat16 under BFloat16Products.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);

@@ -84,9 +84,27 @@ torch::Tensor InpFormerModel::toModelInput(const torch::Tensor& images) const {
   return images.to(device_, lowPrecisionInProductsOnly() ? torch::kFloat : dtype_);
 }
 
+namespace {
+
+// Below this many multiply-adds in its widest product (an MLP's first layer over every token of
+// the batch), a whole inference runs on one thread: each op's work is then too small to repay
+// waking a second thread. A 64-wide 10-block model, 112 px, batch 8 (8.5M) ran 23-25 ms on one
+// thread against 29-38 on two, taking turns with other models (bench/busy-neighbour.js); 128-wide
+// at batch 8 (34M) and wider gain from two.
+constexpr int64_t kSmallInference = int64_t{1} << 24;
+
+int64_t widestProduct(const EncoderConfig& e, const torch::Tensor& images) {
+  if (images.dim() != 4) return 0;  // refused by toModelInput
+  const auto tokens = (images.size(2) / e.patchSize) * (images.size(3) / e.patchSize) + 1 + e.numRegisterTokens;
+  return images.size(0) * tokens * e.embedDim * e.mlpHiddenDim;
+}
+
+}  // namespace
+
 InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeatures) {
   // no autograd bookkeeping at all (version counters, view tracking), not just no graph
   c10::InferenceMode inference;
+  OpenMpThreadCap smallJob(device_.is_cpu() && widestProduct(config_.encoder, images) < kSmallInference ? 1 : 0);
   BFloat16Products products(dtype_ == torch::kBFloat16);
   net_->eval();
   auto out = net_->forward(toModelInput(images));

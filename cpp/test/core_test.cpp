@@ -235,6 +235,16 @@ void cpuProducts() {
     torch::GradMode::set_enabled(false);
   }
   check(!oneDnn || inferenceAvoidsBlas(), "with oneDNN found, inference needs no turn on the BLAS lock");
+  // the per-job cap a small inference runs under (model.cpp): lowers libgomp's count, puts it back
+  at::set_num_threads(2);
+  {
+    OpenMpThreadCap one(1);
+    check(at::get_num_threads() == 1, "under OpenMpThreadCap(1) parallel ops see 1 thread (saw " + std::to_string(at::get_num_threads()) + ")");
+    check(rel(inpformer::linear(x, w, b), at::linear(x, w, b)) < 1e-6, "products under the cap match");
+    OpenMpThreadCap none(0);
+    check(at::get_num_threads() == 1, "a cap of 0 changes nothing");
+  }
+  check(at::get_num_threads() == 2, "the count is restored when the cap ends (saw " + std::to_string(at::get_num_threads()) + ")");
 }
 
 // Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
