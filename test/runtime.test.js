@@ -172,3 +172,21 @@ test('loading the addon sets a short OpenMP spin unless the user chose a wait po
   t.deepEqual(probe({}), ['3000', null]);
   t.deepEqual(probe({ OMP_WAIT_POLICY: 'PASSIVE' }), [null, 'PASSIVE']);
 });
+
+test('sharp and onnx-proto load on first use, not with the package (their memory is for image and export users)', (t) => {
+  const script = `
+    const { InpFormer } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const loaded = (name) => Object.keys(require.cache).some((k) => k.includes('/node_modules/' + name + '/'));
+    (async () => {
+      const m = await InpFormer.create({ encoder: ${JSON.stringify(tiny)}, imageSize: 112, cropSize: 112 });
+      await m.inferTensor(new Float32Array(3 * 112 * 112), [1, 3, 112, 112]);
+      const before = [loaded('sharp'), loaded('onnx-proto')];
+      await m.exportOnnx(require('node:path').join(require('node:os').tmpdir(), 'inp-lazy-' + process.pid + '.onnx'));
+      require('node:fs').rmSync(require('node:path').join(require('node:os').tmpdir(), 'inp-lazy-' + process.pid + '.onnx'));
+      await m.dispose();
+      console.log(JSON.stringify({ before, afterExport: loaded('onnx-proto') }));
+    })();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout), { before: [false, false], afterExport: true });
+});

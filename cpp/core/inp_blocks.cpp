@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "activations.h"
 #include "linear.h"
 
 namespace F = torch::nn::functional;
@@ -41,7 +42,7 @@ InpMlpImpl::InpMlpImpl(int64_t dim, int64_t hidden, bool bias) {
   fc2 = register_module("fc2", linear(hidden, dim, bias));
 }
 
-torch::Tensor InpMlpImpl::forward(const torch::Tensor& x) { return linear(fc2, torch::gelu(linear(fc1, x))); }
+torch::Tensor InpMlpImpl::forward(const torch::Tensor& x) { return linear(fc2, geluOf(linear(fc1, x))); }
 
 InpExtractorAttentionImpl::InpExtractorAttentionImpl(int64_t dim, int64_t heads, bool qkvBias)
     : numHeads(heads), scale(std::pow(static_cast<double>(dim / heads), -0.5)) {
@@ -52,7 +53,7 @@ InpExtractorAttentionImpl::InpExtractorAttentionImpl(int64_t dim, int64_t heads,
 
 torch::Tensor InpExtractorAttentionImpl::forward(const torch::Tensor& queries, const torch::Tensor& tokens) {
   auto h = splitHeads(linear(q, queries), linear(kv, tokens), numHeads);
-  auto attn = (batchedMatmul(h.q, h.k.transpose(-2, -1)) * scale).softmax(-1);
+  auto attn = softmaxLastDim(batchedMatmul(h.q, h.k.transpose(-2, -1)) * scale);
   return linear(proj, mergeHeads(batchedMatmul(attn, h.v)));
 }
 

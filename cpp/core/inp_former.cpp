@@ -96,6 +96,14 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
   std::vector<int64_t> all(enList.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
   auto x = fuse(enList, all);
+  // The encoder's group means, taken now: the decoder then runs without the 8 layers' tokens
+  // (8 x [B, N, C] fewer at its peak).
+  NetworkOutput out;
+  for (const auto& group : cfg_.fuseLayerEncoder) {
+    auto en = fuse(enList, group);
+    out.en.push_back(toFeatureMap(cfg_.removeClassToken ? en : en.slice(1, skip), side));
+  }
+  enList.clear();
 
   const auto B = images.size(0);
   auto prototypes = prototype_token;
@@ -104,25 +112,32 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
   auto coherence = inpCoherenceLoss(x, prototypes);
 
   for (const auto& blk : *bottleneck) x = blk->as<InpMlpImpl>()->forward(x);
-  std::vector<torch::Tensor> deList;
-  NetworkOutput out;
-  for (const auto& blk : *decoder) {
-    auto* block = blk->as<InpDecoderBlockImpl>();
+  // Decoder groups index the blocks' outputs last first (upstream reverses its list). A group is
+  // fused as soon as its last block has run, and outputs no pending group needs are dropped: the
+  // group of the first blocks is done, and their tokens freed, before the last blocks run.
+  const auto depth = static_cast<int64_t>(decoder->size());
+  const auto lastBlockOf = [&](const std::vector<int64_t>& group) {
+    return depth - 1 - *std::min_element(group.begin(), group.end());
+  };
+  std::vector<torch::Tensor> deList(static_cast<size_t>(depth));  // upstream's (reversed) order
+  out.de.resize(cfg_.fuseLayerDecoder.size());
+  for (int64_t b = 0; b < depth; ++b) {
+    auto block = decoder->ptr<InpDecoderBlockImpl>(b);
     x = block->forward(x, prototypes);
-    deList.push_back(x);
+    deList[static_cast<size_t>(depth - 1 - b)] = x;
     out.reluMargin = std::min(out.reluMargin, block->attn->reluMargin);
-  }
-  std::reverse(deList.begin(), deList.end());
-
-  for (size_t g = 0; g < cfg_.fuseLayerEncoder.size(); ++g) {
-    auto en = fuse(enList, cfg_.fuseLayerEncoder[g]);
-    auto de = fuse(deList, cfg_.fuseLayerDecoder[g]);
-    if (!cfg_.removeClassToken) {
-      en = en.slice(1, skip);
-      de = de.slice(1, skip);
+    for (size_t g = 0; g < cfg_.fuseLayerDecoder.size(); ++g) {
+      const auto& group = cfg_.fuseLayerDecoder[g];
+      if (lastBlockOf(group) != b) continue;
+      auto de = fuse(deList, group);
+      out.de[g] = toFeatureMap(cfg_.removeClassToken ? de : de.slice(1, skip), side);
     }
-    out.en.push_back(toFeatureMap(en, side));
-    out.de.push_back(toFeatureMap(de, side));
+    for (int64_t i = 0; i < depth; ++i) {
+      const bool pending = std::any_of(cfg_.fuseLayerDecoder.begin(), cfg_.fuseLayerDecoder.end(), [&](const auto& group) {
+        return lastBlockOf(group) > b && std::find(group.begin(), group.end(), i) != group.end();
+      });
+      if (!pending) deList[static_cast<size_t>(i)] = torch::Tensor();
+    }
   }
   out.prototypes = prototypes;
   out.coherence = coherence;

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "activations.h"
 #include "errors.h"
 #include "linear.h"
 
@@ -26,7 +27,7 @@ torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   auto q = qkvOut[0] * scale;
   auto k = qkvOut[1];
   auto v = qkvOut[2];
-  auto attn = batchedMatmul(q, k.transpose(-2, -1)).softmax(-1);
+  auto attn = softmaxLastDim(batchedMatmul(q, k.transpose(-2, -1)));
   auto out = batchedMatmul(attn, v).transpose(1, 2).reshape({B, N, C});
   return linear(proj, out);
 }
@@ -46,7 +47,7 @@ torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) {
     auto x12 = linear(fc1, x).chunk(2, -1);
     return linear(fc2, F::silu(x12[0]) * x12[1]);
   }
-  return linear(fc2, torch::gelu(linear(fc1, x)));
+  return linear(fc2, geluOf(linear(fc1, x)));
 }
 
 ViTBlockImpl::ViTBlockImpl(const EncoderConfig& cfg) {

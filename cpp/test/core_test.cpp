@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/activations.h"
 #include "core/cpu_gemm.h"
 #include "core/cpu_load.h"
 #include "core/errors.h"
@@ -247,6 +248,32 @@ void cpuProducts() {
   check(at::get_num_threads() == 2, "the count is restored when the cap ends (saw " + std::to_string(at::get_num_threads()) + ")");
 }
 
+// In-place GELU and softmax where no gradient needs the input (activations.h): bit-identical to
+// the out-of-place ops, and out-of-place where autograd records.
+void inPlaceActivations() {
+  torch::manual_seed(5);
+  auto hidden = torch::randn({2, 37, 96});
+  auto scores = torch::randn({2, 3, 37, 37}) * 4;
+  const auto gelu = torch::gelu(hidden), softmax = scores.softmax(-1);
+  {
+    c10::InferenceMode inference;
+    auto h = hidden.clone(), s = scores.clone();
+    const auto* hp = h.data_ptr<float>();
+    const auto* sp = s.data_ptr<float>();
+    auto g = geluOf(h);
+    auto p = softmaxLastDim(s);
+    check(g.data_ptr<float>() == hp && p.data_ptr<float>() == sp, "without gradients GELU and softmax reuse their input");
+    check(torch::equal(g, gelu) && torch::equal(p, softmax), "and are bit-identical to the out-of-place ops");
+  }
+  auto w = hidden.clone().requires_grad_(true);
+  auto y = w * 2;
+  auto g = geluOf(y);
+  auto p = softmaxLastDim(y);
+  check(!g.is_same(y) && !p.is_same(y) && torch::equal(y.detach(), hidden * 2), "with gradients they leave their input alone");
+  (g.sum() + p.sum()).backward();
+  check(w.grad().defined(), "and autograd flows through them");
+}
+
 // Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
 // operands, and float32 gradients reaching float32 weights through the rounding.
 void bfloat16Products() {
@@ -295,6 +322,7 @@ int main() {
     stableAdamWStep();
     cpuProducts();
     bfloat16Products();
+    inPlaceActivations();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;

@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharp } from './sharp';
 import { InvalidArgumentError } from '../errors';
 import { permutation, rng } from '../random';
 import { datasetKind } from '../model/options';

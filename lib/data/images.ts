@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharp } from './sharp';
 import { ImageDecodeError, InvalidArgumentError } from '../errors';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../model/options';
 import { openRegularFile } from '../files';

@@ -12,7 +12,6 @@ import { readCheckpointFile } from '../checkpoint/reader';
 import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
 import { TensorToSave } from '../checkpoint/writer';
 import { AbortError, BusyError, CheckpointError, DisposedError, FileWriteError, InvalidArgumentError, fromNativeError } from '../errors';
-import { buildOnnxModel } from '../export/onnx-export';
 import { ensureDir, writeAtomically } from '../files';
 import { promises as fs } from 'node:fs';
 import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
@@ -459,6 +458,8 @@ export class InpFormer {
     text(file, 'the file of exportOnnx()');
     const o = resolve(EXPORT_ONNX, options, 'exportOnnx()');
     const params = await this.stateDict();
+    // loaded here, not with the package: onnx-proto and protobufjs map ~8 MiB that only export needs
+    const { buildOnnxModel } = await import('../export/onnx-export');
     const bytes = buildOnnxModel({ network: this.#config.network, params, batch: o.batch, size: o.size ?? this.#config.cropSize, producerVersion: packageVersion() });
     await ensureDir(path.dirname(path.resolve(file)), (m, cause) => new FileWriteError(file, m, { cause }));
     await writeAtomically(file, (tmp) => fs.writeFile(tmp, bytes), (m, cause) => new FileWriteError(file, m, { cause }));

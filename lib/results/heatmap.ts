@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharp } from '../data/sharp';
 import { RgbImage } from '../data/images';
 import { FileWriteError } from '../errors';
 import { ensureDir, writeAtomically } from '../files';

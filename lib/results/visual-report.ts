@@ -10,7 +10,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { sharp } from '../data/sharp';
 import { AbortError, FileWriteError } from '../errors';
 import { ensureDir, tempFileFor } from '../files';
 import { sharpFailure } from '../data/images';
