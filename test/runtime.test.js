@@ -181,8 +181,9 @@ test('sharp and onnx-proto load on first use, not with the package (their memory
       const m = await InpFormer.create({ encoder: ${JSON.stringify(tiny)}, imageSize: 112, cropSize: 112 });
       await m.inferTensor(new Float32Array(3 * 112 * 112), [1, 3, 112, 112]);
       const before = [loaded('sharp'), loaded('onnx-proto')];
-      await m.exportOnnx(require('node:path').join(require('node:os').tmpdir(), 'inp-lazy-' + process.pid + '.onnx'));
-      require('node:fs').rmSync(require('node:path').join(require('node:os').tmpdir(), 'inp-lazy-' + process.pid + '.onnx'));
+      const file = require('node:path').join(require('node:os').tmpdir(), 'inp-lazy-' + process.pid + '.onnx');
+      await m.exportOnnx(file);
+      require('node:fs').rmSync(file);
       await m.dispose();
       console.log(JSON.stringify({ before, afterExport: loaded('onnx-proto') }));
     })();`;

@@ -96,13 +96,15 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
   std::vector<int64_t> all(enList.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
   auto x = fuse(enList, all);
-  // The encoder's group means, taken now: the decoder then runs without the 8 layers' tokens
+  // a group's mean as a [B, C, side, side] map of the patch tokens
+  const auto groupMap = [&](const std::vector<torch::Tensor>& feats, const std::vector<int64_t>& group) {
+    auto mean = fuse(feats, group);
+    return toFeatureMap(cfg_.removeClassToken ? mean : mean.slice(1, skip), side);
+  };
+  // The encoder's group maps, taken now: the decoder then runs without the 8 layers' tokens
   // (8 x [B, N, C] fewer at its peak).
   NetworkOutput out;
-  for (const auto& group : cfg_.fuseLayerEncoder) {
-    auto en = fuse(enList, group);
-    out.en.push_back(toFeatureMap(cfg_.removeClassToken ? en : en.slice(1, skip), side));
-  }
+  for (const auto& group : cfg_.fuseLayerEncoder) out.en.push_back(groupMap(enList, group));
   enList.clear();
 
   const auto B = images.size(0);
@@ -112,32 +114,30 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
   auto coherence = inpCoherenceLoss(x, prototypes);
 
   for (const auto& blk : *bottleneck) x = blk->as<InpMlpImpl>()->forward(x);
-  // Decoder groups index the blocks' outputs last first (upstream reverses its list). A group is
-  // fused as soon as its last block has run, and outputs no pending group needs are dropped: the
-  // group of the first blocks is done, and their tokens freed, before the last blocks run.
+  // Decoder groups index the blocks' outputs last first (upstream reverses its list): output i is
+  // block depth-1-i's. A group is fused once its last block has run, and an output is dropped once
+  // every group holding it is fused: the group of the first blocks is done, and their tokens
+  // freed, before the last blocks run.
   const auto depth = static_cast<int64_t>(decoder->size());
-  const auto lastBlockOf = [&](const std::vector<int64_t>& group) {
-    return depth - 1 - *std::min_element(group.begin(), group.end());
-  };
+  const auto groups = cfg_.fuseLayerDecoder.size();
+  std::vector<int64_t> completedBy(groups);                      // the block whose output completes group g
+  std::vector<int64_t> neededUntil(static_cast<size_t>(depth), -1);  // the last block after which output i is read
+  for (size_t g = 0; g < groups; ++g) {
+    const auto& group = cfg_.fuseLayerDecoder[g];
+    completedBy[g] = depth - 1 - *std::min_element(group.begin(), group.end());
+    for (auto i : group) neededUntil[static_cast<size_t>(i)] = std::max(neededUntil[static_cast<size_t>(i)], completedBy[g]);
+  }
   std::vector<torch::Tensor> deList(static_cast<size_t>(depth));  // upstream's (reversed) order
-  out.de.resize(cfg_.fuseLayerDecoder.size());
+  out.de.resize(groups);
   for (int64_t b = 0; b < depth; ++b) {
     auto block = decoder->ptr<InpDecoderBlockImpl>(b);
     x = block->forward(x, prototypes);
     deList[static_cast<size_t>(depth - 1 - b)] = x;
     out.reluMargin = std::min(out.reluMargin, block->attn->reluMargin);
-    for (size_t g = 0; g < cfg_.fuseLayerDecoder.size(); ++g) {
-      const auto& group = cfg_.fuseLayerDecoder[g];
-      if (lastBlockOf(group) != b) continue;
-      auto de = fuse(deList, group);
-      out.de[g] = toFeatureMap(cfg_.removeClassToken ? de : de.slice(1, skip), side);
-    }
-    for (int64_t i = 0; i < depth; ++i) {
-      const bool pending = std::any_of(cfg_.fuseLayerDecoder.begin(), cfg_.fuseLayerDecoder.end(), [&](const auto& group) {
-        return lastBlockOf(group) > b && std::find(group.begin(), group.end(), i) != group.end();
-      });
-      if (!pending) deList[static_cast<size_t>(i)] = torch::Tensor();
-    }
+    for (size_t g = 0; g < groups; ++g)
+      if (completedBy[g] == b) out.de[g] = groupMap(deList, cfg_.fuseLayerDecoder[g]);
+    for (int64_t i = 0; i < depth; ++i)
+      if (neededUntil[static_cast<size_t>(i)] <= b) deList[static_cast<size_t>(i)] = torch::Tensor();
   }
   out.prototypes = prototypes;
   out.coherence = coherence;
