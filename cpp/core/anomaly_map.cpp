@@ -1,6 +1,8 @@
 // anomaly_map.cpp - anomaly map, Gaussian blur and image score (anomalib 277f9a165).
 #include "anomaly_map.h"
 
+#include "per_image.h"
+
 namespace F = torch::nn::functional;
 
 namespace inpformer {
@@ -40,7 +42,8 @@ torch::Tensor gaussianKernel2d(int64_t kernelSize, double sigma, const torch::Te
 torch::Tensor gaussianBlur(const torch::Tensor& map, const torch::Tensor& kernel) {
   const auto pad = kernel.size(-1) / 2;
   auto padded = F::pad(map, F::PadFuncOptions({pad, pad, pad, pad}).mode(torch::kReflect));
-  return F::conv2d(padded, kernel.to(map.dtype()));
+  const auto weight = kernel.to(map.dtype());
+  return convolvePerImage(padded, [&](const torch::Tensor& image) { return F::conv2d(image, weight); });
 }
 
 torch::Tensor topRatioScore(const torch::Tensor& map, double ratio) {

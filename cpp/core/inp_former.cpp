@@ -80,38 +80,58 @@ InpFormerNetImpl::InpFormerNetImpl(const InpFormerConfig& cfg) : cfg_(cfg) {
   for (auto& p : encoder->parameters()) p.set_requires_grad(false);
 }
 
-NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
+NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCoherence) {
   const int64_t skip = 1 + cfg_.encoder.numRegisterTokens;
   const int64_t lastLayer = *std::max_element(cfg_.targetLayers.begin(), cfg_.targetLayers.end());
-  std::vector<torch::Tensor> enList;
+  const auto layers = static_cast<int64_t>(cfg_.targetLayers.size());
+  // The encoder's means (the extractor's query over every target layer, then each group's) are
+  // summed as the layers come, in fuse()'s order, so they are bit-identical to it: a layer is kept
+  // only until every sum has taken it (in upstream's layout, not at all), where fuse() would need
+  // all 8 layers' tokens at once.
+  std::vector<std::vector<int64_t>> sums{std::vector<int64_t>(static_cast<size_t>(layers))};
+  for (int64_t i = 0; i < layers; ++i) sums[0][static_cast<size_t>(i)] = i;
+  for (const auto& group : cfg_.fuseLayerEncoder) sums.push_back(group);
+  std::vector<torch::Tensor> summed(sums.size());
+  std::vector<size_t> taken(sums.size(), 0);   // how many of its layers each sum holds
+  std::vector<int64_t> usesLeft(static_cast<size_t>(layers), 0);
+  for (const auto& order : sums)
+    for (auto i : order) ++usesLeft[static_cast<size_t>(i)];
+  std::vector<torch::Tensor> arrived(static_cast<size_t>(layers));
   {
     torch::NoGradGuard noGrad;
-    auto blocks = encoder->blockOutputs(images, lastLayer);
-    for (auto l : cfg_.targetLayers) enList.push_back(blocks[static_cast<size_t>(l)].to(prototype_token.scalar_type()));
+    encoder->forEachBlockOutput(images, lastLayer, [&](int64_t block, const torch::Tensor& tokens) {
+      for (int64_t i = 0; i < layers; ++i) {
+        if (cfg_.targetLayers[static_cast<size_t>(i)] != block) continue;
+        auto t = tokens.to(prototype_token.scalar_type());
+        arrived[static_cast<size_t>(i)] = cfg_.removeClassToken ? t.slice(1, skip) : t;
+      }
+      for (size_t s = 0; s < sums.size(); ++s) {
+        for (; taken[s] < sums[s].size(); ++taken[s]) {
+          const auto i = static_cast<size_t>(sums[s][taken[s]]);
+          if (!arrived[i].defined()) break;
+          summed[s] = summed[s].defined() ? summed[s] + arrived[i] : arrived[i];
+          if (--usesLeft[i] == 0) arrived[i] = torch::Tensor();
+        }
+      }
+    });
   }
-  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(enList[0].size(1) - skip)));
-  if (cfg_.removeClassToken)
-    for (auto& e : enList) e = e.slice(1, skip);
-
-  std::vector<int64_t> all(enList.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  auto x = fuse(enList, all);
-  // a group's mean as a [B, C, side, side] map of the patch tokens
-  const auto groupMap = [&](const std::vector<torch::Tensor>& feats, const std::vector<int64_t>& group) {
-    auto mean = fuse(feats, group);
+  const auto meanOf = [&](size_t s) { return summed[s] / static_cast<double>(sums[s].size()); };
+  auto x = meanOf(0);
+  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(x.size(1) - (cfg_.removeClassToken ? 0 : skip))));
+  // a [B, N(+skip), C] mean as a [B, C, side, side] map of the patch tokens
+  const auto mapOf = [&](const torch::Tensor& mean) {
     return toFeatureMap(cfg_.removeClassToken ? mean : mean.slice(1, skip), side);
   };
-  // The encoder's group maps, taken now: the decoder then runs without the 8 layers' tokens
-  // (8 x [B, N, C] fewer at its peak).
   NetworkOutput out;
-  for (const auto& group : cfg_.fuseLayerEncoder) out.en.push_back(groupMap(enList, group));
-  enList.clear();
+  for (size_t g = 1; g < sums.size(); ++g) out.en.push_back(mapOf(meanOf(g)));
+  summed.clear();
 
   const auto B = images.size(0);
   auto prototypes = prototype_token;
   for (const auto& blk : *aggregation)
     prototypes = blk->as<InpExtractorBlockImpl>()->forward(prototypes.unsqueeze(0).repeat({B, 1, 1}), x);
-  auto coherence = inpCoherenceLoss(x, prototypes);
+  // [B, N, M, C] at once: only training and the features' report need it
+  if (withCoherence) out.coherence = inpCoherenceLoss(x, prototypes);
 
   for (const auto& blk : *bottleneck) x = blk->as<InpMlpImpl>()->forward(x);
   // Decoder groups index the blocks' outputs last first (upstream reverses its list): output i is
@@ -135,12 +155,11 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images) {
     deList[static_cast<size_t>(depth - 1 - b)] = x;
     out.reluMargin = std::min(out.reluMargin, block->attn->reluMargin);
     for (size_t g = 0; g < groups; ++g)
-      if (completedBy[g] == b) out.de[g] = groupMap(deList, cfg_.fuseLayerDecoder[g]);
+      if (completedBy[g] == b) out.de[g] = mapOf(fuse(deList, cfg_.fuseLayerDecoder[g]));
     for (int64_t i = 0; i < depth; ++i)
       if (neededUntil[static_cast<size_t>(i)] <= b) deList[static_cast<size_t>(i)] = torch::Tensor();
   }
   out.prototypes = prototypes;
-  out.coherence = coherence;
   return out;
 }
 

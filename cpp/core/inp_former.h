@@ -19,7 +19,7 @@ struct NetworkOutput {
   std::vector<torch::Tensor> en;  // per fuse group, [B, C, h, w]
   std::vector<torch::Tensor> de;  // per fuse group, [B, C, h, w]
   torch::Tensor prototypes;       // [B, M, C]: the INPs of each image
-  InpCoherence coherence;         // INP coherence loss and its per-token parts
+  InpCoherence coherence;         // INP coherence loss and its per-token parts, when asked for
   double reluMargin = std::numeric_limits<double>::infinity();  // training: min over decoder blocks
 };
 
@@ -27,8 +27,9 @@ class InpFormerNetImpl : public torch::nn::Module {
  public:
   explicit InpFormerNetImpl(const InpFormerConfig& cfg);
 
-  // images: [B, 3, H, W], normalised. The encoder always runs without autograd.
-  NetworkOutput forward(const torch::Tensor& images);
+  // images: [B, 3, H, W], normalised. The encoder always runs without autograd. The coherence
+  // loss is left undefined without withCoherence (plain inference has no use for it).
+  NetworkOutput forward(const torch::Tensor& images, bool withCoherence = true);
 
   // Parameters that training updates, in the reference optimiser's order:
   // bottleneck, decoder, extractor, INPs.

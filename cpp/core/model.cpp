@@ -107,7 +107,7 @@ InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeat
   OpenMpThreadCap smallJob(device_.is_cpu() && widestProduct(config_.encoder, images) < kSmallInference ? 1 : 0);
   BFloat16Products products(dtype_ == torch::kBFloat16);
   net_->eval();
-  auto out = net_->forward(toModelInput(images));
+  auto out = net_->forward(toModelInput(images), /*withCoherence=*/withFeatures);
   const auto H = images.size(2), W = images.size(3);
   // Maps and scores in float32 whatever the network's precision.
   std::vector<torch::Tensor> en, de;

@@ -6,6 +6,7 @@
 #include "activations.h"
 #include "errors.h"
 #include "linear.h"
+#include "per_image.h"
 
 namespace F = torch::nn::functional;
 
@@ -72,7 +73,7 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t patchSize, int64_t dim) {
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
-  return proj(x).flatten(2).transpose(1, 2);
+  return convolvePerImage(x, [&](const torch::Tensor& image) { return proj(image); }).flatten(2).transpose(1, 2);
 }
 
 DinoVisionTransformerImpl::DinoVisionTransformerImpl(const EncoderConfig& cfg) : cfg_(cfg) {
@@ -129,20 +130,13 @@ torch::Tensor DinoVisionTransformerImpl::prepareTokens(const torch::Tensor& imag
   return x;
 }
 
-std::vector<torch::Tensor> DinoVisionTransformerImpl::blockOutputs(const torch::Tensor& images,
-                                                                   int64_t lastBlock) {
+void DinoVisionTransformerImpl::forEachBlockOutput(const torch::Tensor& images, int64_t lastBlock,
+                                                   const std::function<void(int64_t, const torch::Tensor&)>& visit) {
   auto x = prepareTokens(images);
-  std::vector<torch::Tensor> outs;
   for (int64_t i = 0; i <= lastBlock; ++i) {
     x = blocks->ptr<ViTBlockImpl>(i)->forward(x);
-    outs.push_back(x);
+    visit(i, x);
   }
-  return outs;
-}
-
-torch::Tensor DinoVisionTransformerImpl::forwardCls(const torch::Tensor& images) {
-  auto outs = blockOutputs(images, cfg_.depth - 1);
-  return norm(outs.back()).select(1, 0);
 }
 
 }  // namespace inpformer

@@ -3,6 +3,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "config.h"
 
 namespace inpformer {
@@ -60,10 +62,10 @@ class DinoVisionTransformerImpl : public torch::nn::Module {
   // The position table resized to an h x w patch grid as dinov2 does it (bicubic,
   // scale factor (grid + offset) / 37 passed as a factor, not a size). [1, 1+h*w, D].
   torch::Tensor interpolatePosEncoding(int64_t gridH, int64_t gridW);
-  // Outputs (pre-norm) of blocks 0..lastBlock.
-  std::vector<torch::Tensor> blockOutputs(const torch::Tensor& images, int64_t lastBlock);
-  // Full DINOv2 forward: final norm, cls token [B, D].
-  torch::Tensor forwardCls(const torch::Tensor& images);
+  // Runs blocks 0..lastBlock and hands each one's output (pre-norm, [B, 1+R+N, D]) to `visit`
+  // as it is made: the caller keeps what it needs, and every other layer is freed at once.
+  void forEachBlockOutput(const torch::Tensor& images, int64_t lastBlock,
+                          const std::function<void(int64_t block, const torch::Tensor& out)>& visit);
 
   const EncoderConfig& config() const { return cfg_; }
 

@@ -24,6 +24,7 @@
 #include "core/executor.h"
 #include "core/inp_former.h"
 #include "core/optimizer.h"
+#include "core/per_image.h"
 #include "test/upstream_config.h"
 
 using namespace inpformer;
@@ -274,6 +275,61 @@ void inPlaceActivations() {
   check(w.grad().defined(), "and autograd flows through them");
 }
 
+// forward() sums the encoder's layers as the blocks produce them (each layer freed once taken):
+// the same means as stacking every target layer and averaging each group in its order, for
+// target layers and groups in any order and overlapping; without the coherence loss too.
+void streamedEncoderMeans() {
+  torch::manual_seed(6);
+  auto cfg = referenceConfig();
+  cfg.targetLayers = {5, 2, 9, 2, 7, 3, 8, 4};
+  cfg.fuseLayerEncoder = {{3, 1, 0}, {7, 2, 5, 4, 6, 1}};
+  const auto images = torch::randn({3, 3, 56, 56});
+  for (bool removeClass : {true, false}) {
+    cfg.removeClassToken = removeClass;
+    InpFormerNet net(cfg);
+    net->initTrainable(1);
+    net->eval();
+    torch::NoGradGuard noGrad;
+    const auto out = net->forward(images, /*withCoherence=*/false);
+    std::vector<torch::Tensor> blocks;
+    net->encoder->forEachBlockOutput(images, 9, [&](int64_t, const torch::Tensor& t) { blocks.push_back(t); });
+    const int64_t skip = 1 + cfg.encoder.numRegisterTokens;
+    bool same = out.en.size() == cfg.fuseLayerEncoder.size();
+    for (size_t g = 0; same && g < cfg.fuseLayerEncoder.size(); ++g) {
+      torch::Tensor sum;
+      for (auto i : cfg.fuseLayerEncoder[g]) {
+        const auto& t = blocks[static_cast<size_t>(cfg.targetLayers[static_cast<size_t>(i)])];
+        sum = sum.defined() ? sum + t : t;
+      }
+      const auto mean = (sum / static_cast<double>(cfg.fuseLayerEncoder[g].size())).slice(1, skip);
+      const auto map = mean.permute({0, 2, 1}).reshape({3, -1, 4, 4});
+      same = torch::equal(out.en[g], map);
+    }
+    check(same, std::string("encoder group means streamed = stacked and averaged") + (removeClass ? "" : " (class token kept)"));
+    check(!out.coherence.loss.defined() && net->forward(images).coherence.loss.defined(),
+          "the coherence loss only when asked for");
+  }
+}
+
+// Convolutions one image at a time (per_image.h): bit-identical to the batch's, for the patch
+// embedding's RGB input and the blur's 1-channel maps.
+void perImageConvolutions() {
+  torch::manual_seed(7);
+  namespace F = torch::nn::functional;
+  const auto rgb = torch::randn({5, 3, 56, 56});
+  const auto patchWeight = torch::randn({32, 3, 14, 14});
+  const auto patchBias = torch::randn({32});
+  const auto maps = torch::rand({5, 1, 60, 60});
+  const auto blur = torch::rand({1, 1, 5, 5});
+  c10::InferenceMode inference;
+  const auto patchOf = [&](const torch::Tensor& x) {
+    return F::conv2d(x, patchWeight, F::Conv2dFuncOptions().bias(patchBias).stride(14));
+  };
+  check(torch::equal(convolvePerImage(rgb, patchOf), patchOf(rgb)), "patch embedding one image at a time = the batch's");
+  const auto blurOf = [&](const torch::Tensor& x) { return F::conv2d(x, blur); };
+  check(torch::equal(convolvePerImage(maps, blurOf), blurOf(maps)), "blur one map at a time = the batch's");
+}
+
 // Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
 // operands, and float32 gradients reaching float32 weights through the rounding.
 void bfloat16Products() {
@@ -323,6 +379,8 @@ int main() {
     cpuProducts();
     bfloat16Products();
     inPlaceActivations();
+    streamedEncoderMeans();
+    perImageConvolutions();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;
