@@ -144,7 +144,11 @@ function main() {
     if (c.train) {
       // the same weights and batch: the first step's loss agrees (the optimizers differ after it)
       row.firstLossDiff = relDiff([py[0].losses[0]], [ours[0].losses[0]]);
-      console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; first-step loss agrees to ${row.firstLossDiff.toExponential(1)}`);
+      // Python's step less its frozen encoder: the most any trainer whose trainable layers are
+      // as fast as Python's (the exact default's OpenBLAS products) could gain
+      row.pythonEncoderShare = pyBest.encoderShare;
+      row.boundWithPythonsTrainableSpeed = 1 / (1 - pyBest.encoderShare);
+      console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; first-step loss agrees to ${row.firstLossDiff.toExponential(1)}; Python's encoder ${(100 * pyBest.encoderShare).toFixed(0)}% of its step (bound ${row.boundWithPythonsTrainableSpeed.toFixed(2)}x at its trainable speed)`);
     } else if (!withOrt) {
       row.scoreDiff = relDiff(py[0].scores, ours[0].scores);
       console.log(`${line}; peak RSS ${row.pythonRss.toFixed(0)} / ${row.oursRss.toFixed(0)} MiB; scores agree to ${row.scoreDiff.toExponential(1)}`);
