@@ -3,14 +3,14 @@
 // other processes leave free, decided before each job) and for fixed 1 and 2 threads.
 // Medians of `--iters` runs after two warm-ups, the three settings taking turns run by run; the
 // neighbour starts 1 s before its rows.
-//   node bench/busy-neighbour.js [--iters 7] [--package <path of another inp-former build>]
+//   node bench/busy-neighbour.js [--iters 31] [--package <path of another inp-former build>]
 'use strict';
 const os = require('node:os');
 const { spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
 const path = require('node:path');
 
-const { values } = parseArgs({ options: { iters: { type: 'string', default: '7' }, package: { type: 'string' } } });
+const { values } = parseArgs({ options: { iters: { type: 'string', default: '31' }, package: { type: 'string' } } });
 const pkg = path.resolve(values.package ?? path.join(__dirname, '..'));
 const { InpFormer, runtime } = require(pkg);
 const ITERS = Number(values.iters);
