@@ -140,7 +140,8 @@ test('safetensors encoders (timm names, registers folded into cls) give the same
   await b.dispose();
 });
 
-test("load() keeps no JS copy of the checkpoint's weights once the network holds its own", async (t) => {
+// The two memory tests below run serially, before the concurrent ones, whose buffers would count too.
+test.serial("load() keeps no JS copy of the checkpoint's weights once the network holds its own", async (t) => {
   const file = path.join(tmpdir(), 'wide.pth');
   const made = await InpFormer.create({ encoder: { embedDim: 384, depth: 10, numHeads: 6, posGridSize: 4 }, imageSize: 56, cropSize: 56 });
   const input = new Float32Array(3 * 56 * 56).fill(0.5);
@@ -155,4 +156,105 @@ test("load() keeps no JS copy of the checkpoint's weights once the network holds
   t.log(`file ${(size / 2 ** 20).toFixed(1)} MiB; array buffers after the load +${(held / 2 ** 20).toFixed(1)} MiB`);
   t.true(held < size / 10, 'the records were freed at the load, not left to a later collection');
   t.is((await model.inferTensor(input, [1, 3, 56, 56])).scores[0], expected, 'and the network has the weights');
+});
+
+test('a reader asked to defer large storages leaves them in the file until read, with the same bytes', async (t) => {
+  const file = path.join(FIXTURE, 'inp_former.pth');
+  const eager = await readCheckpointFile(file);
+  const lazy = await readCheckpointFile(file, { deferStoragesAbove: 64 * 1024 });
+  t.teardown(() => lazy.close());
+  const deferred = [...lazy.root].filter(([, v]) => !v.isRead);
+  t.true(deferred.length > 0 && deferred.length < lazy.root.size, `${deferred.length} of ${lazy.root.size} deferred`);
+  for (const [, v] of deferred) t.true(v.byteSize > 64 * 1024);
+  t.throws(() => deferred[0][1].toFloat32(), { message: /not been read/ });
+  for (const [name, v] of deferred) {
+    await v.source.read();
+    t.deepEqual(v.toFloat32(), eager.root.get(name).toFloat32(), name);
+  }
+  await lazy.close();
+  t.is(await eager.close(), undefined, 'a file read whole is already closed');
+});
+
+test('deferred safetensors tensors read the same bytes, and a read after close is a CheckpointError', async (t) => {
+  const dir = tmpdir();
+  const big = Float32Array.from({ length: 40000 }, (_, i) => Math.sin(i));
+  const small = Float32Array.from([1, 2, 3]);
+  const header = Buffer.from(JSON.stringify({
+    small: { dtype: 'F32', shape: [3], data_offsets: [0, 12] },
+    big: { dtype: 'F32', shape: [200, 200], data_offsets: [12, 12 + big.byteLength] },
+  }));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const file = path.join(dir, 't.safetensors');
+  fs.writeFileSync(file, Buffer.concat([len, header, Buffer.from(small.buffer), Buffer.from(big.buffer)]));
+  const lazy = await readCheckpointFile(file, { deferStoragesAbove: 1024 });
+  t.true(lazy.root.get('small').isRead);
+  t.false(lazy.root.get('big').isRead);
+  await lazy.root.get('big').source.read();
+  t.deepEqual(lazy.root.get('big').toFloat32(), big);
+  const again = await readCheckpointFile(file, { deferStoragesAbove: 1024 });
+  await again.close();
+  await t.throwsAsync(again.root.get('big').source.read(), { instanceOf: CheckpointError, message: /tensor 'big'/ });
+  await lazy.close();
+});
+
+/** A 384-wide model saved to a file whose larger storages a load brings in parts. */
+async function wideModelFile(name) {
+  const file = path.join(tmpdir(), name);
+  const made = await InpFormer.create({ encoder: { embedDim: 384, depth: 10, numHeads: 6, posGridSize: 4 }, imageSize: 56, cropSize: 56 });
+  const input = new Float32Array(3 * 56 * 56).fill(0.5);
+  const expected = (await made.inferTensor(input, [1, 3, 56, 56])).scores[0];
+  await made.save(file);
+  await made.dispose();
+  return { file, input, expected };
+}
+
+test.serial('load() brings a large checkpoint into the network in parts: its bytes are never all in memory at once', async (t) => {
+  const { file, input, expected } = await wideModelFile('parts.pth');
+  const size = fs.statSync(file).size;
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  let sampling = true;
+  const sample = () => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    if (sampling) setImmediate(sample);
+  };
+  sample();
+  const model = await InpFormer.load(file);
+  sampling = false;
+  t.teardown(() => model.dispose());
+  t.log(`file ${(size / 2 ** 20).toFixed(1)} MiB; array buffers at most +${(peak / 2 ** 20).toFixed(1)} MiB during the load`);
+  t.true(peak < 0.75 * size, 'at most about one part (64 MiB) of the file beside the network');
+  t.is((await model.inferTensor(input, [1, 3, 56, 56])).scores[0], expected, 'every part reached the network');
+});
+
+test('a mis-shaped tensor among the deferred ones is refused by name before any part is copied', async (t) => {
+  const { file } = await wideModelFile('bad-part.pth');
+  const { writeTorchFile } = require('inp-former/internal');
+  const read = await readCheckpointFile(file);
+  const tensors = [...read.root].filter(([, v]) => v.toFloat32).map(([name, v]) => ({ name, data: v.toFloat32(), shape: v.shape }));
+  const fc1 = tensors.find((x) => x.name === 'decoder.7.mlp.fc1.weight');
+  t.true(fc1.data.byteLength > 1 << 20, 'a storage the load defers');
+  fc1.shape = [fc1.shape[1], fc1.shape[0]];
+  const bad = path.join(tmpdir(), 'bad-part-2.pth');
+  await writeTorchFile(bad, tensors, {});
+  const err = await t.throwsAsync(InpFormer.load(bad), { instanceOf: CheckpointError });
+  t.is(err.file, bad);
+  t.regex(err.message, /shape mismatch for 'decoder\.7\.mlp\.fc1\.weight'.*\[384, 1536\].*\[1536, 384\]/);
+});
+
+test('load() of a timm-layout encoder whose positions it leaves in the file still points to create()', async (t) => {
+  // timm stores patch positions only (a square grid), which the reader pads with the class
+  // token's; a load defers this 2 MiB storage, so the padding must wait for its bytes
+  const pos = new Float32Array(1369 * 384);
+  const proj = new Float32Array(384 * 3 * 14 * 14);
+  const header = Buffer.from(JSON.stringify({
+    pos_embed: { dtype: 'F32', shape: [1, 1369, 384], data_offsets: [0, pos.byteLength] },
+    'patch_embed.proj.weight': { dtype: 'F32', shape: [384, 3, 14, 14], data_offsets: [pos.byteLength, pos.byteLength + proj.byteLength] },
+  }));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const file = path.join(tmpdir(), 'timm-encoder.safetensors');
+  fs.writeFileSync(file, Buffer.concat([len, header, Buffer.from(pos.buffer), Buffer.from(proj.buffer)]));
+  await t.throwsAsync(InpFormer.load(file), { instanceOf: CheckpointError, message: /create/ });
 });

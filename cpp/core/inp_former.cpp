@@ -2,7 +2,6 @@
 #include "inp_former.h"
 
 #include <cmath>
-#include <set>
 #include <sstream>
 
 #include "errors.h"
@@ -213,27 +212,50 @@ void InpFormerNetImpl::initTrainable(uint64_t seed) {
   prototype_token.normal_();
 }
 
-void loadStateDict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors) {
-  torch::NoGradGuard noGrad;
-  auto params = module.named_parameters(/*recurse=*/true);
-  std::set<std::string> seen;
-  for (const auto& kv : tensors) {
-    auto* p = params.find(kv.first);
-    if (p == nullptr)
-      throw CoreError(codes::kCheckpoint, "unexpected key '" + kv.first + "' with shape " +
-                                              shapeString(kv.second.sizes()) + ": the network has no such parameter");
-    if (p->sizes() != kv.second.sizes())
-      throw CoreError(codes::kCheckpoint, "shape mismatch for '" + kv.first + "': the checkpoint has " +
-                                              shapeString(kv.second.sizes()) + ", the network expects " +
-                                              shapeString(p->sizes()));
-    p->copy_(kv.second);
-    seen.insert(kv.first);
+namespace {
+
+CoreError unexpectedKey(const std::string& name, at::IntArrayRef shape) {
+  return CoreError(codes::kCheckpoint,
+                   "unexpected key '" + name + "' with shape " + shapeString(shape) + ": the network has no such parameter");
+}
+
+CoreError shapeMismatch(const std::string& name, at::IntArrayRef given, at::IntArrayRef expected) {
+  return CoreError(codes::kCheckpoint, "shape mismatch for '" + name + "': the checkpoint has " + shapeString(given) +
+                                           ", the network expects " + shapeString(expected));
+}
+
+}  // namespace
+
+void checkStateDict(const torch::nn::Module& module, const TensorShapes& shapes) {
+  const auto params = module.named_parameters(/*recurse=*/true);
+  for (const auto& kv : shapes) {
+    const auto* p = params.find(kv.first);
+    if (p == nullptr) throw unexpectedKey(kv.first, kv.second);
+    if (p->sizes() != at::IntArrayRef(kv.second)) throw shapeMismatch(kv.first, kv.second, p->sizes());
   }
   for (const auto& kv : params) {
-    if (!seen.count(kv.key()))
+    if (!shapes.count(kv.key()))
       throw CoreError(codes::kCheckpoint, "missing key '" + kv.key() + "' (shape " +
                                               shapeString(kv.value().sizes()) + ") in the checkpoint");
   }
+}
+
+void copyIntoParameters(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard noGrad;
+  auto params = module.named_parameters(/*recurse=*/true);
+  for (const auto& kv : tensors) {
+    auto* p = params.find(kv.first);
+    if (p == nullptr) throw unexpectedKey(kv.first, kv.second.sizes());
+    if (p->sizes() != kv.second.sizes()) throw shapeMismatch(kv.first, kv.second.sizes(), p->sizes());
+    p->copy_(kv.second);
+  }
+}
+
+void loadStateDict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors) {
+  TensorShapes shapes;
+  for (const auto& kv : tensors) shapes.emplace(kv.first, kv.second.sizes().vec());
+  checkStateDict(module, shapes);
+  copyIntoParameters(module, tensors);
 }
 
 }  // namespace inpformer

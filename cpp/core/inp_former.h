@@ -56,8 +56,19 @@ class InpFormerNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(InpFormerNet);
 
-// Fill a network from named float tensors, strictly: every parameter must be given once with
-// its exact shape; an unknown, missing or mis-shaped key throws a CoreError naming it.
+// The names and shapes of a state dict, for a load whose tensors arrive in parts.
+using TensorShapes = std::map<std::string, std::vector<int64_t>>;
+
+// Strict check of a whole state dict's names and shapes, before any value is copied: every
+// parameter must be named once with its exact shape; an unknown, missing or mis-shaped key
+// throws a CoreError naming it.
+void checkStateDict(const torch::nn::Module& module, const TensorShapes& shapes);
+
+// Copies named float tensors into the parameters. An unknown or mis-shaped key throws; keys not
+// given keep their values (a part of a load that checkStateDict has checked whole).
+void copyIntoParameters(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors);
+
+// checkStateDict, then copyIntoParameters: a strict load in one go.
 void loadStateDict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors);
 
 // Validate a configuration before building (layer indices in range, groups non-empty, ...).

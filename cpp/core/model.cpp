@@ -71,6 +71,12 @@ void InpFormerModel::loadEncoderWeights(const std::map<std::string, torch::Tenso
   loadStateDict(*net_->encoder, tensors);
 }
 
+void InpFormerModel::checkWeights(const TensorShapes& shapes) const { checkStateDict(*net_, shapes); }
+
+void InpFormerModel::copyWeights(const std::map<std::string, torch::Tensor>& tensors) {
+  copyIntoParameters(*net_, tensors);
+}
+
 NamedTensors InpFormerModel::stateDict() const {
   NamedTensors out;
   for (const auto& kv : net_->named_parameters(true))

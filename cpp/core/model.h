@@ -41,6 +41,11 @@ class InpFormerModel {
   void loadWeights(const std::map<std::string, torch::Tensor>& tensors);
   // Strict load of the encoder alone (names without the "encoder." prefix).
   void loadEncoderWeights(const std::map<std::string, torch::Tensor>& tensors);
+  // A load in parts, so that a checkpoint's bytes need not all be in memory beside the network:
+  // checkWeights checks the whole state dict's names and shapes (strictly, as loadWeights), then
+  // each copyWeights copies the part that has been read.
+  void checkWeights(const TensorShapes& shapes) const;
+  void copyWeights(const std::map<std::string, torch::Tensor>& tensors);
   // The reference initialisation of the trainable part (fresh models).
   void initTrainable(uint64_t seed) { net_->initTrainable(seed); }
   // Every parameter, upstream names and order, float32 CPU copies.

@@ -110,17 +110,34 @@ Napi::Array shapeToJs(Napi::Env env, const torch::Tensor& t) {
   return a;
 }
 
-std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list, Memory memory) {
-  std::map<std::string, torch::Tensor> out;
+WeightList weightListFromJs(const Napi::Array& list, Memory memory) {
+  WeightList out;
   for (uint32_t i = 0; i < list.Length(); ++i) {
     auto item = list.Get(i);
     if (!item.IsObject()) typeError("weights must be objects { name, data, shape }");
     auto o = item.As<Napi::Object>();
     auto name = string(o, "name");
     if (name.empty()) typeError("a weight has no name");
-    out[name] = tensorFromJs(o.Get("data"), o.Get("shape"), "weight '" + name + "'", memory);
+    if (out.shapes.count(name)) typeError("weight '" + name + "' is given twice");
+    const auto what = "weight '" + name + "'";
+    if (o.Get("data").IsUndefined()) {
+      auto dims = intList(o.Get("shape"), what + ": shape");
+      for (auto d : dims)
+        if (d < 0) typeError(what + ": negative dimension in shape");
+      out.shapes.emplace(name, std::move(dims));
+      continue;
+    }
+    auto t = tensorFromJs(o.Get("data"), o.Get("shape"), what, memory);
+    out.shapes.emplace(name, t.sizes().vec());
+    out.tensors.emplace(name, std::move(t));
   }
   return out;
+}
+
+std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list, Memory memory) {
+  auto weights = weightListFromJs(list, memory);
+  if (weights.tensors.size() != weights.shapes.size()) typeError("every weight needs its data here");
+  return std::move(weights.tensors);
 }
 
 InpFormerConfig configFromJs(const Napi::Object& o) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/inp_former.h"
 #include "core/trainer.h"
 
 namespace inpformer::napi {
@@ -31,6 +32,14 @@ Napi::Array shapeToJs(Napi::Env env, const torch::Tensor& t);
 
 // Named weights [{ name, data: Float32Array, shape }] -> map.
 std::map<std::string, torch::Tensor> namedTensorsFromJs(const Napi::Array& list, Memory memory = Memory::kCopy);
+
+// The weights of a load that may come in parts: [{ name, shape, data? }], where an entry without
+// data names a tensor (and its shape) that a later loadWeights call brings.
+struct WeightList {
+  std::map<std::string, torch::Tensor> tensors;  // the entries that have data
+  TensorShapes shapes;                           // every entry's shape
+};
+WeightList weightListFromJs(const Napi::Array& list, Memory memory);
 
 InpFormerConfig configFromJs(const Napi::Object& o);
 RuntimeOptions runtimeFromJs(const Napi::Object& o);

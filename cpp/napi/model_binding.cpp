@@ -74,9 +74,10 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
   return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto config = configFromJs(info[0].As<Napi::Object>());
     auto runtime = runtimeFromJs(info[1].As<Napi::Object>());
-    std::map<std::string, torch::Tensor> weights;
+    // entries without data come later, through loadWeights(part, true)
+    WeightList weights;
     const bool haveWeights = info[2].IsArray();
-    if (haveWeights) weights = namedTensorsFromJs(info[2].As<Napi::Array>(), Memory::kBorrow);
+    if (haveWeights) weights = weightListFromJs(info[2].As<Napi::Array>(), Memory::kBorrow);
     const auto seed = info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()) : 0;
     // encoderOnly: weights hold the encoder alone; the rest starts from the reference init.
     const bool encoderOnly = info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
@@ -87,11 +88,14 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
           auto model = std::make_unique<InpFormerModel>(config, runtime);
           if (!haveWeights || encoderOnly) model->initTrainable(seed);
           if (haveWeights && encoderOnly) {
-            model->loadEncoderWeights(weights);
+            if (weights.tensors.size() != weights.shapes.size())
+              throw CoreError(codes::kInvalidArgument, "encoder weights cannot come in parts");
+            model->loadEncoderWeights(weights.tensors);
           } else if (haveWeights) {
-            model->loadWeights(weights);
+            model->checkWeights(weights.shapes);
+            model->copyWeights(weights.tensors);
           }
-          weights.clear();
+          weights.tensors.clear();
           state->model = std::move(model);
           return Unit{};
         },
@@ -102,11 +106,17 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
   return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto weights = namedTensorsFromJs(info[0].As<Napi::Array>(), Memory::kBorrow);
+    // part: the rest of a load whose names and shapes load() has checked whole
+    const bool part = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
     auto state = state_;
     return schedule<Unit>(
         info.Env(), executor(info.Env()),
-        [state, weights] {
-          state->get().loadWeights(weights);
+        [state, weights, part] {
+          if (part) {
+            state->get().copyWeights(weights);
+          } else {
+            state->get().loadWeights(weights);
+          }
           return Unit{};
         },
         undefinedOf);

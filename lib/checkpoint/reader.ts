@@ -5,10 +5,11 @@
  * - safetensors (.safetensors: a JSON header and raw little-endian data).
  * Tensors come back as HostTensors in place of the pickle's tensor references.
  */
+import type { FileHandle } from 'node:fs/promises';
 import { CheckpointError } from '../errors';
 import { openRegularFile } from '../files';
 import { DICT_STATE, DTYPE_BYTES, DType, PickleError, PyObject, TensorRef, unpickle } from './pickle';
-import { HostTensor } from './tensor';
+import { HostTensor, StorageBytes } from './tensor';
 import { ZipArchive, isZipMagic } from './zip';
 
 export type CheckpointFormat = 'torch' | 'torchscript' | 'safetensors';
@@ -18,7 +19,23 @@ export interface CheckpointFile {
   format: CheckpointFormat;
   /** The unpickled root object (Maps for dicts, arrays, PyObjects, HostTensors). */
   root: unknown;
+  /**
+   * Closes the file, which stays open while deferred storages may still be read
+   * (`deferStoragesAbove`); a no-op otherwise. Deferred storages cannot be read after it.
+   */
+  close(): Promise<void>;
 }
+
+export interface ReadOptions {
+  /**
+   * Storages of more bytes than this are not read with the file but left in it until their
+   * tensors' `source.read()` (HostTensor): a load then copies them into the network a few at a
+   * time instead of holding the whole checkpoint beside it. The caller must `close()` the file.
+   */
+  deferStoragesAbove?: number;
+}
+
+const closed = async () => {};
 
 const SAFETENSORS_DTYPES: Record<string, DType> = {
   F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', I16: 'int16',
@@ -58,22 +75,34 @@ function ownCopy(bytes: Buffer): Buffer {
   return out;
 }
 
-function readSafetensors(path: string, buf: Buffer): CheckpointFile {
-  if (buf.length < 8) throw new CheckpointError('file too short for safetensors', path);
-  const headerLen = buf.readBigUInt64LE(0);
-  if (headerLen === 0n || headerLen > BigInt(Math.min(SAFETENSORS_MAX_HEADER, buf.length - 8)))
-    throw new CheckpointError(`safetensors header length ${headerLen} does not fit the file (${buf.length} bytes)`, path);
+/** `length` bytes at `position`, into memory of their own; fails when the file is shorter. */
+async function readRange(fh: FileHandle, position: number, length: number, path: string): Promise<Buffer> {
+  const out = Buffer.allocUnsafeSlow(length);
+  let at = 0;
+  while (at < length) {
+    const { bytesRead } = await fh.read(out, at, length - at, position + at);
+    if (bytesRead === 0) throw new CheckpointError(`the file changed while being read (it ends ${length - at} bytes early)`, path);
+    at += bytesRead;
+  }
+  return out;
+}
+
+async function readSafetensors(path: string, fh: FileHandle, size: number, options: ReadOptions): Promise<CheckpointFile> {
+  if (size < 8) throw new CheckpointError('file too short for safetensors', path);
+  const headerLen = (await readRange(fh, 0, 8, path)).readBigUInt64LE(0);
+  if (headerLen === 0n || headerLen > BigInt(Math.min(SAFETENSORS_MAX_HEADER, size - 8)))
+    throw new CheckpointError(`safetensors header length ${headerLen} does not fit the file (${size} bytes)`, path);
   const dataStart = 8 + Number(headerLen);
+  const headerText = (await readRange(fh, 8, Number(headerLen), path)).toString('utf8');
   let header: unknown;
   try {
-    header = JSON.parse(buf.toString('utf8', 8, dataStart));
+    header = JSON.parse(headerText);
   } catch {
     throw new CheckpointError('invalid safetensors header (not JSON)', path);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new CheckpointError('safetensors header is not a JSON object', path);
-  const dataLength = buf.length - dataStart;
-  const ranges: { name: string; begin: number; end: number }[] = [];
-  const root = new Map<string, unknown>();
+  const dataLength = size - dataStart;
+  const ranges: { name: string; begin: number; end: number; dtype: DType; shape: number[] }[] = [];
   for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') continue;
     const bad = (what: string) => new CheckpointError(`safetensors tensor '${name}': ${what}`, path);
@@ -87,16 +116,26 @@ function readSafetensors(path: string, buf: Buffer): CheckpointFile {
     const [begin, end] = offsets as number[];
     if (begin > end || end > dataLength) throw bad(`bytes ${begin}..${end} lie outside the data (${dataLength} bytes; truncated?)`);
     if (end - begin !== numel * DTYPE_BYTES[dtype]) throw bad(`${end - begin} bytes for ${numel} ${dtype} values`);
-    ranges.push({ name, begin, end });
-    const storage = ownCopy(buf.subarray(dataStart + begin, dataStart + end));
-    root.set(name, new HostTensor(dtype, shape as number[], HostTensor.contiguousStrides(shape as number[]), 0, storage));
+    ranges.push({ name, begin, end, dtype, shape: shape as number[] });
   }
-  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i].begin < ranges[i - 1].end)
-      throw new CheckpointError(`safetensors tensors '${ranges[i - 1].name}' and '${ranges[i].name}' overlap`, path);
+  const sorted = [...ranges].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end)
+      throw new CheckpointError(`safetensors tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap`, path);
   }
-  return { path, format: 'safetensors', root };
+  // All checked; now each tensor's bytes in memory of their own, or left in the file.
+  const root = new Map<string, unknown>();
+  let deferred = false;
+  for (const { name, begin, end, dtype, shape } of ranges) {
+    const fetch = () =>
+      readRange(fh, dataStart + begin, end - begin, path).catch((err) => {
+        throw err instanceof CheckpointError ? err : new CheckpointError(`cannot read tensor '${name}': ${(err as Error).message}`, path, { cause: err });
+      });
+    const defer = end - begin > (options.deferStoragesAbove ?? Infinity);
+    deferred ||= defer;
+    root.set(name, new HostTensor(dtype, shape, HostTensor.contiguousStrides(shape), 0, new StorageBytes(defer ? undefined : await fetch(), fetch)));
+  }
+  return { path, format: 'safetensors', root, close: deferred ? () => fh.close() : closed };
 }
 
 /** Children of a node of the unpickled tree, for the walks below. */
@@ -176,10 +215,11 @@ function replaceTensorRefs(root: unknown, makeTensor: (ref: TensorRef) => HostTe
   return root;
 }
 
-export async function readCheckpointFile(path: string): Promise<CheckpointFile> {
+export async function readCheckpointFile(path: string, options: ReadOptions = {}): Promise<CheckpointFile> {
   const { fh, size } = await openRegularFile(path, (m, cause) => new CheckpointError(m, path, { cause }));
-  const head = Buffer.alloc(16);
+  let keepOpen = false;
   try {
+    const head = Buffer.alloc(16);
     await fh.read(head, 0, 16, 0);
     if (!isZipMagic(head)) {
       if (head[0] === 0x80 && head[1] <= 5) {
@@ -189,15 +229,14 @@ export async function readCheckpointFile(path: string): Promise<CheckpointFile> 
         );
       }
       if (size > 9 && head[8] === 0x7b /* { */) {
-        const buf = Buffer.alloc(size);
-        const { bytesRead } = await fh.read(buf, 0, size, 0);
-        if (bytesRead !== size) throw new CheckpointError(`the file changed while being read (${bytesRead} of ${size} bytes)`, path);
-        return readSafetensors(path, buf);
+        const file = await readSafetensors(path, fh, size, options);
+        keepOpen = file.close !== closed;
+        return file;
       }
       throw new CheckpointError('unknown file format (expected a torch.save zip, a TorchScript archive or .safetensors)', path);
     }
   } finally {
-    await fh.close();
+    if (!keepOpen) await fh.close();
   }
   let zip: ZipArchive;
   try {
@@ -205,14 +244,17 @@ export async function readCheckpointFile(path: string): Promise<CheckpointFile> 
   } catch (err) {
     throw new CheckpointError(`corrupt or truncated archive: ${(err as Error).message}`, path, { cause: err });
   }
+  let zipOpen = false;
   try {
-    return await readTorchArchive(path, zip);
+    const file = await readTorchArchive(path, zip, options);
+    zipOpen = file.close !== closed;
+    return file;
   } finally {
-    zip.close();
+    if (!zipOpen) await zip.close();
   }
 }
 
-async function readTorchArchive(path: string, zip: ZipArchive): Promise<CheckpointFile> {
+async function readTorchArchive(path: string, zip: ZipArchive, options: ReadOptions): Promise<CheckpointFile> {
   const names = zip.names();
   const pklName = names.find((n) => /^[^/]+\/data\.pkl$/.test(n)) ?? (zip.has('data.pkl') ? 'data.pkl' : undefined);
   if (!pklName) throw new CheckpointError('no data.pkl record: not a torch.save or TorchScript archive', path);
@@ -238,7 +280,7 @@ async function readTorchArchive(path: string, zip: ZipArchive): Promise<Checkpoi
   // storages that are referenced, each once.
   const recordOf = (ref: TensorRef) => `${prefix}data/${ref.storage.key}`;
   const refs = collectTensorRefs(root, path);
-  const storages = new Map<string, Buffer>();
+  const storages = new Map<string, StorageBytes>();
   for (const ref of refs) {
     const name = recordOf(ref);
     checkTensorRef(ref, name, path);
@@ -247,13 +289,19 @@ async function readTorchArchive(path: string, zip: ZipArchive): Promise<Checkpoi
     const declared = zip.size(name)!;
     if (declared < need) throw new CheckpointError(`storage record '${name}' is truncated (${declared} of ${need} bytes)`, path);
   }
-  for (const name of new Set([...refs].map(recordOf))) {
+  // Own, 8-byte-aligned memory for each storage (zip buffers could be slices of larger chunks).
+  const fetch = async (name: string) => {
     const data = await read(name);
-    // Own, 8-byte-aligned copy of each storage (zip buffers are slices of larger chunks).
-    storages.set(name, data.byteOffset % 8 === 0 ? data : ownCopy(data));
+    return data.byteOffset % 8 === 0 ? data : ownCopy(data);
+  };
+  let deferred = false;
+  for (const name of new Set([...refs].map(recordOf))) {
+    const defer = zip.size(name)! > (options.deferStoragesAbove ?? Infinity);
+    deferred ||= defer;
+    storages.set(name, new StorageBytes(defer ? undefined : await fetch(name), () => fetch(name)));
   }
   root = replaceTensorRefs(root, (ref) => new HostTensor(ref.dtype, ref.shape, ref.stride, ref.storageOffset, storages.get(recordOf(ref))!));
-  return { path, format: isTorchScript ? 'torchscript' : 'torch', root };
+  return { path, format: isTorchScript ? 'torchscript' : 'torch', root, close: deferred ? () => zip.close() : closed };
 }
 
 /**

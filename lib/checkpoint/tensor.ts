@@ -13,14 +13,63 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/**
+ * A storage's bytes: read with the file, or (a large storage of a file opened with
+ * `deferStoragesAbove`) left in the file until `read()`, so that a load can bring a checkpoint
+ * into the network a few storages at a time.
+ */
+export class StorageBytes {
+  #bytes: Buffer | undefined;
+  #fetch: (() => Promise<Buffer>) | undefined;
+
+  constructor(bytes: Buffer | undefined, fetch?: () => Promise<Buffer>) {
+    this.#bytes = bytes;
+    this.#fetch = fetch;
+  }
+
+  get isRead(): boolean {
+    return this.#bytes !== undefined;
+  }
+
+  get bytes(): Buffer {
+    if (!this.#bytes) throw new Error('this storage has not been read from its file yet (StorageBytes.read)');
+    return this.#bytes;
+  }
+
+  async read(): Promise<void> {
+    if (this.#bytes) return;
+    if (!this.#fetch) throw new Error('this storage has been released');
+    this.#bytes = await this.#fetch();
+  }
+
+  /** Lets go of the bytes (a load has copied them): the storage cannot be read again. */
+  release(): void {
+    this.#bytes = undefined;
+    this.#fetch = undefined;
+  }
+}
+
 export class HostTensor {
+  readonly source: StorageBytes;
+
   constructor(
     readonly dtype: DType,
     readonly shape: number[],
     readonly stride: number[],
-    readonly offset: number,   // in elements
-    readonly storage: Buffer,  // the whole storage
-  ) {}
+    readonly offset: number,     // in elements
+    storage: Buffer | StorageBytes,  // the whole storage
+  ) {
+    this.source = storage instanceof StorageBytes ? storage : new StorageBytes(storage);
+  }
+
+  /** The whole storage's bytes; throws for a deferred storage not read yet. */
+  get storage(): Buffer {
+    return this.source.bytes;
+  }
+
+  get isRead(): boolean {
+    return this.source.isRead;
+  }
 
   static contiguousStrides(shape: number[]): number[] {
     const s = new Array<number>(shape.length);

@@ -3,13 +3,19 @@
  * which handles stored and deflated records and validates the central directory. Records are
  * read lazily, one by one and only when asked for: a checkpoint reads data.pkl and then only the
  * storages its tensors reference, so unreferenced (or hostile, huge) records cost nothing.
+ * Stored records (torch.save compresses nothing) are read straight into their buffer from where
+ * yauzl's local header check places them, not through a stream of chunks: a 600 MB checkpoint
+ * left ~600 MB of 64 KiB chunk buffers for the garbage collector.
  */
+import type { FileHandle } from 'node:fs/promises';
+import { promises as fs } from 'node:fs';
 import * as yauzl from 'yauzl';
 
 export class ZipArchive {
   private constructor(
     private readonly zip: yauzl.ZipFile,
     private readonly entries: Map<string, yauzl.Entry>,
+    private readonly fh: FileHandle,
   ) {}
 
   /** Lists the central directory; a record name present twice is refused (torch would take the first). */
@@ -36,11 +42,11 @@ export class ZipArchive {
         });
         zip.readEntry();
       });
+      return new ZipArchive(zip, entries, await fs.open(path, 'r'));
     } catch (err) {
       zip.close();
       throw err;
     }
-    return new ZipArchive(zip, entries);
   }
 
   names(): string[] {
@@ -60,6 +66,17 @@ export class ZipArchive {
   async read(name: string): Promise<Buffer | undefined> {
     const entry = this.entries.get(name);
     if (!entry) return undefined;
+    if (entry.compressionMethod === 0 && !entry.isEncrypted()) {
+      // yauzl checks the local header and that the data lies within the file
+      const { fileDataStart } = await this.zip.readLocalFileHeaderPromise(entry, { minimal: true });
+      const out = Buffer.allocUnsafeSlow(entry.uncompressedSize);
+      for (let at = 0; at < out.length; ) {
+        const { bytesRead } = await this.fh.read(out, at, out.length - at, fileDataStart + at);
+        if (bytesRead === 0) throw new Error(`record '${name}' ends ${out.length - at} bytes early (the file changed while being read?)`);
+        at += bytesRead;
+      }
+      return out;
+    }
     return new Promise((resolve, reject) => {
       this.zip.openReadStream(entry, (err, stream) => {
         if (err || !stream) return reject(err ?? new Error('cannot read ' + name));
@@ -78,8 +95,9 @@ export class ZipArchive {
     });
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.zip.close();
+    await this.fh.close();
   }
 }
 

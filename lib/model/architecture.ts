@@ -12,7 +12,7 @@ export type { Thresholds } from '../results/postprocess';
 import { DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM } from './options';
 import { PyObject } from '../checkpoint/pickle';
 import { CheckpointFile, collectModuleTensors, readCheckpointFile } from '../checkpoint/reader';
-import { HostTensor } from '../checkpoint/tensor';
+import { HostTensor, StorageBytes } from '../checkpoint/tensor';
 
 export type TensorMap = Map<string, HostTensor>;
 
@@ -95,9 +95,14 @@ export function normalizeEncoderNames(t: TensorMap, file?: string): TensorMap {
     // timm's DINOv2 with registers folds the cls position into cls_token and stores patch
     // positions only; a zero cls position with that cls_token is the same network.
     const d = pos.shape[2];
-    const data = new Float32Array((n + 1) * d);
-    data.set(pos.toFloat32(), d);
-    out.set('pos_embed', HostTensor.fromFloat32(data, [1, n + 1, d]));
+    const padded = () => {
+      const data = new Float32Array((n + 1) * d);
+      data.set(pos.toFloat32(), d);
+      return Buffer.from(data.buffer);
+    };
+    // a storage a load left in the file (InpFormer.load) is padded when it is read
+    const storage = pos.isRead ? padded() : new StorageBytes(undefined, () => pos.source.read().then(padded));
+    out.set('pos_embed', new HostTensor('float32', [1, n + 1, d], HostTensor.contiguousStrides([1, n + 1, d]), 0, storage));
   } else if (Math.round(Math.sqrt(n - 1)) ** 2 !== n - 1) {
     throw new CheckpointError(`'pos_embed' has ${n} positions, which is not a square grid`, file);
   }

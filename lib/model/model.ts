@@ -8,13 +8,15 @@ import {
   EncoderSpec, TensorMap, inferEncoderSpec, inferNetworkConfig, interpretCheckpoint,
   newNetworkConfig, readEncoderFile, withEncoderPrefix,
 } from './architecture';
-import { readCheckpointFile } from '../checkpoint/reader';
+import { CheckpointFile, readCheckpointFile } from '../checkpoint/reader';
+import { DTYPE_BYTES } from '../checkpoint/pickle';
+import { HostTensor, StorageBytes } from '../checkpoint/tensor';
 import { upstreamStateDict, writeModelFile } from '../checkpoint/model-file';
 import { TensorToSave } from '../checkpoint/writer';
 import { AbortError, BusyError, CheckpointError, DisposedError, FileWriteError, InvalidArgumentError, fromNativeError } from '../errors';
 import { ensureDir, writeAtomically } from '../files';
 import { promises as fs } from 'node:fs';
-import { NativeInferResult, NativeModelInstance, NativeTensor, native, whileBorrowed } from '../native/native';
+import { NativeInferResult, NativeModelInstance, NativeTensor, NativeWeight, native, whileBorrowed } from '../native/native';
 import { FitSource, checkTensorBatch } from '../data/batches';
 import { FitOptions, TrainingRun, runTraining } from './training';
 import { ImageInput, RgbImage, decodeImage, listImages } from '../data/images';
@@ -42,8 +44,36 @@ export type { InferTensorResult, Tensor } from '../results/postprocess';
  */
 const ownBuffer = (b: ArrayBufferLike) => b.byteLength > Buffer.poolSize;
 
-function toNativeTensors(m: TensorMap): NativeTensor[] {
+function toNativeTensors(m: Iterable<[string, HostTensor]>): (NativeTensor & NativeWeight)[] {
   return [...m].map(([name, t]) => ({ name, data: t.toFloat32(), shape: t.shape }));
+}
+
+/** Storages above this size stay in the checkpoint file until the network is built (InpFormer.load). */
+const DEFER_STORAGES_ABOVE = 1 << 20;
+/** About this many bytes of a checkpoint are in memory at a time beside the network. */
+const LOAD_PART_BYTES = 64 << 20;
+
+/**
+ * Tensors grouped into parts of about `bytes` bytes of storage, the tensors of one storage
+ * always in the same part (a part's storages are released once the network has copied it).
+ */
+function storageParts(tensors: [string, HostTensor][], bytes: number): [string, HostTensor][][] {
+  const byStorage = new Map<StorageBytes, [string, HostTensor][]>();
+  for (const e of tensors) byStorage.set(e[1].source, [...(byStorage.get(e[1].source) ?? []), e]);
+  const parts: [string, HostTensor][][] = [];
+  let part: [string, HostTensor][] = [];
+  let size = 0;
+  for (const group of byStorage.values()) {
+    if (part.length && size >= bytes) {
+      parts.push(part);
+      part = [];
+      size = 0;
+    }
+    part.push(...group);
+    size += Math.max(...group.map(([, t]) => t.extent * DTYPE_BYTES[t.dtype]));
+  }
+  if (part.length) parts.push(part);
+  return parts;
 }
 
 export class InpFormer {
@@ -102,56 +132,77 @@ export class InpFormer {
       callSafely(onProgress, { stage, file }, 'load() onProgress');
     };
     reach('read');
-    const ck = interpretCheckpoint(await readCheckpointFile(file));
-    if (ck.kind === 'encoder') {
-      throw new CheckpointError("holds only encoder weights: use InpFormer.create({ encoder: file }) and fit()", file);
-    }
-    const { imageSize, cropSize, precision } = ck.recorded;
-    const o = resolve(LOAD, options, 'InpFormer.load()', '', { imageSize, cropSize, precision });
-    const weights = ck.weights;
-    let encoderSource = file;
-    if (o.encoder) {
-      for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
-      for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(o.encoder) ?? o.encoder))) weights.set(k, v);
-      encoderSource = o.encoder;
-    }
-    const network = inferNetworkConfig(weights, ck.recorded, o, file);
-    const config = modelConfig(network, o, native().runtime(), { kind: ck.kind, path: path.resolve(file), encoder: encoderSource });
-    reach('build');
-    let model: InpFormer;
+    // large storages stay in the file until the network exists (#open brings them in parts)
+    const opened = await readCheckpointFile(file, { deferStoragesAbove: DEFER_STORAGES_ABOVE });
     try {
-      model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds);
-    } catch (err) {
-      if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
-      throw err;
+      const ck = interpretCheckpoint(opened);
+      if (ck.kind === 'encoder') {
+        throw new CheckpointError("holds only encoder weights: use InpFormer.create({ encoder: file }) and fit()", file);
+      }
+      const { imageSize, cropSize, precision } = ck.recorded;
+      const o = resolve(LOAD, options, 'InpFormer.load()', '', { imageSize, cropSize, precision });
+      const weights = ck.weights;
+      let encoderSource = file;
+      if (o.encoder) {
+        for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
+        for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(o.encoder) ?? o.encoder))) weights.set(k, v);
+        encoderSource = o.encoder;
+      }
+      const network = inferNetworkConfig(weights, ck.recorded, o, file);
+      const config = modelConfig(network, o, native().runtime(), { kind: ck.kind, path: path.resolve(file), encoder: encoderSource });
+      reach('build');
+      let model: InpFormer;
+      try {
+        model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds);
+      } catch (err) {
+        if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
+        throw err;
+      }
+      if (signal?.aborted) {
+        await model.dispose();
+        throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
+      }
+      callSafely(onProgress, { stage: 'ready', file }, 'load() onProgress');
+      return model;
+    } finally {
+      await opened.close();
     }
-    if (signal?.aborted) {
-      await model.dispose();
-      throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
-    }
-    callSafely(onProgress, { stage: 'ready', file }, 'load() onProgress');
-    return model;
   }
 
   static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
-    let tensors: NativeTensor[] = [];
+    // The weights were read or made for this call alone, and the network holds its own copy:
+    // each part's memory is freed as soon as the network has it rather than at some later
+    // collection, so that neither the rest of the load nor the first inferences stack on a
+    // second copy of the checkpoint (peak RSS, docs/benchmarks.md).
+    const release = (part: [string, HostTensor][], tensors: NativeWeight[]) => {
+      const buffers = [...part.filter(([, t]) => t.isRead).map(([, t]) => t.storage.buffer), ...tensors.flatMap((t) => (t.data ? [t.data.buffer] : []))];
+      for (const [, t] of part) t.source.release();
+      addon.detachArrayBuffers([...new Set(buffers)].filter(ownBuffer));
+    };
+    const [now, later] = [[...weights].filter(([, t]) => t.isRead), [...weights].filter(([, t]) => !t.isRead)];
+    let tensors: NativeWeight[] = [];
     try {
-      tensors = toNativeTensors(weights);
+      // the storages left in the file (large ones, InpFormer.load) come as names and shapes,
+      // checked with the rest before any value is copied; their values follow in parts
+      tensors = [...toNativeTensors(now), ...later.map(([name, t]) => ({ name, shape: t.shape }))];
       await whileBorrowed(tensors, () =>
         nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads }, tensors, seed, encoderOnly));
+      release(now, tensors);
+      for (const part of storageParts(later, LOAD_PART_BYTES)) {
+        for (const [, t] of part) await t.source.read();
+        const values = toNativeTensors(part);
+        tensors = values;
+        await whileBorrowed(values, () => nativeModel.loadWeights(values, true));
+        release(part, tensors);
+      }
     } catch (err) {
       nativeModel.dispose();
       throw fromNativeError(err);
     } finally {
-      // The weights were read or made for this call alone, and the network holds its own copy:
-      // free them now rather than at some later collection, so that the first inferences do not
-      // stack their activations on a second copy of the checkpoint (peak RSS,
-      // docs/benchmarks.md).
-      const buffers = [...[...weights.values()].map((t) => t.storage.buffer), ...tensors.map((t) => t.data.buffer)];
+      release([...weights], tensors);
       weights.clear();
-      addon.detachArrayBuffers([...new Set(buffers)].filter(ownBuffer));
     }
     return new InpFormer(nativeModel, config, thresholds, categoryThresholds);
   }

@@ -13,6 +13,13 @@ export interface NativeTensor {
   shape: number[];
 }
 
+/** A weight of a load; one without data is named (and its shape checked) now and comes later, through loadWeights(part, true). */
+export interface NativeWeight {
+  name: string;
+  data?: Float32Array;
+  shape: number[];
+}
+
 export interface NativeRuntime {
   torchVersion: string;
   cudaAvailable: boolean;
@@ -83,8 +90,9 @@ export interface NativeModelInstance {
    * loadWeights read the weights' memory on the model's thread, after returning (no copy on the
    * JS thread): call them through `whileBorrowed`, which keeps the arrays alive until they settle.
    */
-  load(config: NetworkConfig, runtime: NativeRuntimeOptions, weights: NativeTensor[] | null, seed: number, encoderOnly: boolean): Promise<void>;
-  loadWeights(weights: NativeTensor[]): Promise<void>;
+  load(config: NetworkConfig, runtime: NativeRuntimeOptions, weights: NativeWeight[] | null, seed: number, encoderOnly: boolean): Promise<void>;
+  /** part: the rest of a load whose names and shapes load() has checked; otherwise a strict load of the whole network */
+  loadWeights(weights: NativeTensor[], part?: boolean): Promise<void>;
   infer(data: Float32Array, shape: number[], features: boolean): Promise<NativeInferResult>;
   stateDict(): Promise<NativeTensor[]>;
   beginTraining(options: NativeTrainingOptions): Promise<void>;

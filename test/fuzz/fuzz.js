@@ -70,7 +70,7 @@ async function torchScriptBase() {
     for (const name of zip.names()) records.push([name, await zip.read(name)]);
     return records;
   } finally {
-    zip.close();
+    await zip.close();
   }
 }
 
