@@ -49,8 +49,11 @@ torch::Tensor gaussianBlur(const torch::Tensor& map, const torch::Tensor& kernel
 torch::Tensor topRatioScore(const torch::Tensor& map, double ratio) {
   auto flat = map.flatten(1);
   const auto k = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(flat.size(1)) * ratio));
-  auto sorted = std::get<0>(torch::sort(flat, 1, /*descending=*/true));
-  return sorted.slice(1, 0, k).mean(1);
+  // the k largest in descending order, as anomalib's sort-and-slice gives them (so the mean adds
+  // them in the same order), without sorting the other 99%: a full sort of a 224 x 224 map took
+  // 4% of a ViT-S batch-1 inference
+  auto largest = std::get<0>(torch::topk(flat, k, 1, /*largest=*/true, /*sorted=*/true));
+  return largest.mean(1);
 }
 
 }  // namespace inpformer

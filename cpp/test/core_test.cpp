@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/activations.h"
+#include "core/anomaly_map.h"
 #include "core/cpu_gemm.h"
 #include "core/cpu_load.h"
 #include "core/errors.h"
@@ -330,6 +331,22 @@ void perImageConvolutions() {
   check(torch::equal(convolvePerImage(maps, blurOf), blurOf(maps)), "blur one map at a time = the batch's");
 }
 
+// The image score: the mean of the largest 1% of the map, taken with topk, equals anomalib's
+// sort, slice and mean to the bit, ties and repeated values included.
+void topRatioScoreAsSorted() {
+  torch::manual_seed(11);
+  auto maps = torch::rand({4, 1, 224, 224});
+  maps[1] = torch::round(maps[1] * 16) / 16;  // many ties
+  maps[2].fill_(0.25);
+  c10::InferenceMode inference;
+  for (const double ratio : {0.01, 0.3, 1.0}) {
+    const auto flat = maps.flatten(1);
+    const auto k = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(flat.size(1)) * ratio));
+    const auto sorted = std::get<0>(torch::sort(flat, 1, /*descending=*/true)).slice(1, 0, k).mean(1);
+    check(torch::equal(topRatioScore(maps, ratio), sorted), "top " + std::to_string(ratio) + " score = sort, slice and mean");
+  }
+}
+
 // Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
 // operands, and float32 gradients reaching float32 weights through the rounding.
 void bfloat16Products() {
@@ -381,6 +398,7 @@ int main() {
     inPlaceActivations();
     streamedEncoderMeans();
     perImageConvolutions();
+    topRatioScoreAsSorted();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;
