@@ -152,3 +152,29 @@ test('a pickle list of 300,000 items loads (walking it must not spread it into o
   t.is(root.length, n);
   t.is(root[n - 1], 7);
 });
+
+test('a damaged record that a load leaves in the file is a CheckpointError when read, naming the file and the record', async (t) => {
+  const n = 2 ** 19; // 2 MiB of float32: above the 1 MiB a load defers
+  const deflated = await torchZip([ref({ storageNumel: n, shape: [n] })], { 0: floats(n, 2) }, { deflate: true });
+  const bytes = fs.readFileSync(deflated);
+  const at = bytes.indexOf(Buffer.from('crafted/data/0')) + 'crafted/data/0'.length + 8;
+  bytes.fill(0x55, at, at + 64);
+  fs.writeFileSync(deflated, bytes);
+  const lazy = await readCheckpointFile(deflated, { deferStoragesAbove: 2 ** 20 });
+  t.teardown(() => lazy.close());
+  const w = lazy.root.get('w');
+  t.false(w.isRead, 'opening does not read it');
+  const err = await t.throwsAsync(w.source.read(), { instanceOf: CheckpointError });
+  t.true(err.message.startsWith(deflated), `names the file: ${err.message}`);
+  t.regex(err.message, /crafted\/data\/0/);
+
+  // a stored record (read straight from the file) cannot be read once the file is closed
+  const stored = await torchZip([ref({ storageNumel: n, shape: [n] })], { 0: floats(n, 2) });
+  const closed = await readCheckpointFile(stored, { deferStoragesAbove: 2 ** 20 });
+  await closed.close();
+  await t.throwsAsync(closed.root.get('w').source.read(), { instanceOf: CheckpointError, message: /crafted\/data\/0/ });
+  const open = await readCheckpointFile(stored, { deferStoragesAbove: 2 ** 20 });
+  await open.root.get('w').source.read();
+  t.deepEqual(open.root.get('w').toFloat32(), new Float32Array(n).fill(2), 'while open, the same values');
+  await open.close();
+});
