@@ -10,7 +10,7 @@ import { CheckpointError } from '../errors';
 import { openRegularFile } from '../files';
 import { DICT_STATE, DTYPE_BYTES, DType, PickleError, PyObject, TensorRef, unpickle } from './pickle';
 import { HostTensor, StorageBytes } from './tensor';
-import { ZipArchive, isZipMagic } from './zip';
+import { ArchiveClosedError, ZipArchive, isZipMagic } from './zip';
 
 export type CheckpointFormat = 'torch' | 'torchscript' | 'safetensors';
 
@@ -264,7 +264,8 @@ async function readTorchArchive(path: string, zip: ZipArchive, options: ReadOpti
     try {
       return (await zip.read(name))!;
     } catch (err) {
-      throw new CheckpointError(`corrupt record '${name}': ${(err as Error).message}`, path, { cause: err });
+      const what = err instanceof ArchiveClosedError ? 'cannot read' : 'corrupt';
+      throw new CheckpointError(`${what} record '${name}': ${(err as Error).message}`, path, { cause: err });
     }
   };
   if ((zip.size(pklName) ?? 0) > MAX_PICKLE_BYTES) throw new CheckpointError(`'${pklName}' declares ${zip.size(pklName)} bytes: not a state dict`, path);

@@ -11,7 +11,12 @@ import type { FileHandle } from 'node:fs/promises';
 import { promises as fs } from 'node:fs';
 import * as yauzl from 'yauzl';
 
+/** A record asked for after close(): a caller's mistake, not a damaged file. */
+export class ArchiveClosedError extends Error {}
+
 export class ZipArchive {
+  private closed = false;
+
   private constructor(
     private readonly zip: yauzl.ZipFile,
     private readonly entries: Map<string, yauzl.Entry>,
@@ -66,6 +71,7 @@ export class ZipArchive {
   async read(name: string): Promise<Buffer | undefined> {
     const entry = this.entries.get(name);
     if (!entry) return undefined;
+    if (this.closed) throw new ArchiveClosedError(`record '${name}' asked for after the archive was closed`);
     if (entry.compressionMethod === 0 && !entry.isEncrypted()) {
       // yauzl checks the local header and that the data lies within the file
       const { fileDataStart } = await this.zip.readLocalFileHeaderPromise(entry, { minimal: true });
@@ -96,6 +102,8 @@ export class ZipArchive {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.zip.close();
     await this.fh.close();
   }
