@@ -3,7 +3,7 @@
 const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
-const { InpFormer, CheckpointError } = require('..');
+const { InpFormer, CheckpointError, AbortError } = require('..');
 const { unpickle, PyObject } = require('inp-former/internal');
 const { readCheckpointFile } = require('inp-former/internal');
 const { FIXTURE, tmpdir, FIXTURE_SIZES, inputBatch } = require('./helpers');
@@ -257,4 +257,23 @@ test('load() of a timm-layout encoder whose positions it leaves in the file stil
   const file = path.join(tmpdir(), 'timm-encoder.safetensors');
   fs.writeFileSync(file, Buffer.concat([len, header, Buffer.from(pos.buffer), Buffer.from(proj.buffer)]));
   await t.throwsAsync(InpFormer.load(file), { instanceOf: CheckpointError, message: /create/ });
+});
+
+test('a checkpoint cut short while load() reads its parts is a CheckpointError; an abort stops before the next part', async (t) => {
+  const { file } = await wideModelFile('cut.pth');
+  const cutAtBuild = (extra = () => {}) => (e) => {
+    if (e.stage !== 'build') return;
+    fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2)); // the deferred records are not read yet
+    extra();
+  };
+  const bytes = fs.readFileSync(file);
+  const err = await t.throwsAsync(InpFormer.load(file, { onProgress: cutAtBuild() }), { instanceOf: CheckpointError });
+  t.is(err.file, file);
+  t.log(err.message);
+  fs.writeFileSync(file, bytes);
+  const ac = new AbortController();
+  await t.throwsAsync(InpFormer.load(file, { signal: ac.signal, onProgress: cutAtBuild(() => ac.abort()) }), {
+    instanceOf: AbortError,
+    message: /aborted while the network was built/,
+  });
 });

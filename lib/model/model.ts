@@ -153,7 +153,9 @@ export class InpFormer {
       reach('build');
       let model: InpFormer;
       try {
-        model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds);
+        model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds, () => {
+          if (signal?.aborted) throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
+        });
       } catch (err) {
         if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
         throw err;
@@ -169,7 +171,8 @@ export class InpFormer {
     }
   }
 
-  static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>) {
+  /** `checkAbort` runs between the parts of a load and throws to stop it (the network is freed). */
+  static async #open(config: ModelConfig, weights: TensorMap, encoderOnly: boolean, seed: number, thresholds?: Thresholds, categoryThresholds?: Record<string, Thresholds>, checkAbort?: () => void) {
     const addon = native();
     const nativeModel = new addon.NativeModel(config.adaptiveThreads ? 0 : config.threads); // 0: adaptive (cpp/core/cpu_load.h)
     // The weights were read or made for this call alone, and the network holds its own copy:
@@ -191,6 +194,7 @@ export class InpFormer {
         nativeModel.load(config.network, { device: config.device, precision: config.precision, threads: config.threads }, tensors, seed, encoderOnly));
       release(now, tensors);
       for (const part of storageParts(later, LOAD_PART_BYTES)) {
+        checkAbort?.();
         for (const [, t] of part) await t.source.read();
         const values = toNativeTensors(part);
         tensors = values;

@@ -281,7 +281,7 @@ export const LOAD = {
   ...ARCHITECTURE,
   ...RUNTIME,
   encoder: opt(text, 'replace the encoder weights with those of another file'),
-  signal: opt(abortSignal, 'cancels the load between its stages (AbortError; nothing is kept)'),
+  signal: opt(abortSignal, 'cancels the load between its stages and between the parts of a large checkpoint (AbortError; nothing is kept)'),
   onProgress: opt(func, "called with { stage: 'read' | 'build' | 'ready', file }"),
 };
 
@@ -556,7 +556,7 @@ export interface CreateOptions extends ArchitectureOptions {
 export type LoadOptions = Omit<CreateOptions, 'encoder' | 'seed'> & {
   /** replace the encoder weights with those of another file */
   encoder?: string;
-  /** cancels the load between its stages: the call rejects with AbortError and keeps nothing */
+  /** cancels the load between its stages and between the ~64 MiB parts a large checkpoint is read in: the call rejects with AbortError and keeps nothing */
   signal?: AbortSignal;
   /** called as the load reaches each stage; what it throws becomes a warning */
   onProgress?: (event: LoadProgress) => void;
