@@ -277,3 +277,31 @@ test('a checkpoint cut short while load() reads its parts is a CheckpointError; 
     message: /aborted while the network was built/,
   });
 });
+
+test.serial("create() takes a large encoder file's weights in parts too, the same values, never the whole file at once", async (t) => {
+  const { file } = await wideModelFile('encoder-source.pth'); // an INP-Former checkpoint also holds an encoder
+  const eager = await readCheckpointFile(file);
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  let sampling = true;
+  const sample = () => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    if (sampling) setImmediate(sample);
+  };
+  sample();
+  const model = await InpFormer.create({ encoder: file, imageSize: 56, cropSize: 56 });
+  sampling = false;
+  t.teardown(() => model.dispose());
+  const encoderBytes = [...eager.root].filter(([k]) => k.startsWith('encoder.')).reduce((n, [, v]) => n + v.byteSize, 0);
+  const size = fs.statSync(file).size;
+  t.log(`file ${(size / 2 ** 20).toFixed(1)} MiB, its encoder ${(encoderBytes / 2 ** 20).toFixed(1)} MiB; array buffers at most +${(peak / 2 ** 20).toFixed(1)} MiB during create()`);
+  t.true(peak < 0.75 * size, 'about one part (64 MiB) at a time, and nothing of the decoder, which create() does not use');
+  let compared = 0;
+  for (const p of await model.stateDict()) {
+    if (!p.name.startsWith('encoder.')) continue;
+    const bytes = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    t.true(bytes(p.data).equals(bytes(eager.root.get(p.name).toFloat32())), p.name);
+    compared++;
+  }
+  t.true(compared > 100, `${compared} encoder tensors compared`);
+});

@@ -67,14 +67,20 @@ void InpFormerModel::loadWeights(const std::map<std::string, torch::Tensor>& ten
   loadStateDict(*net_, tensors);
 }
 
-void InpFormerModel::loadEncoderWeights(const std::map<std::string, torch::Tensor>& tensors) {
-  loadStateDict(*net_->encoder, tensors);
+void InpFormerModel::checkWeights(const TensorShapes& shapes, WeightScope scope) const {
+  if (scope == WeightScope::kEncoder) {
+    checkStateDict(*net_->encoder, shapes);
+  } else {
+    checkStateDict(*net_, shapes);
+  }
 }
 
-void InpFormerModel::checkWeights(const TensorShapes& shapes) const { checkStateDict(*net_, shapes); }
-
-void InpFormerModel::copyWeights(const std::map<std::string, torch::Tensor>& tensors) {
-  copyIntoParameters(*net_, tensors);
+void InpFormerModel::copyWeights(const std::map<std::string, torch::Tensor>& tensors, WeightScope scope) {
+  if (scope == WeightScope::kEncoder) {
+    copyIntoParameters(*net_->encoder, tensors);
+  } else {
+    copyIntoParameters(*net_, tensors);
+  }
 }
 
 NamedTensors InpFormerModel::stateDict() const {

@@ -39,13 +39,13 @@ class InpFormerModel {
 
   // Strict load of float tensors named as upstream's state_dict (CPU tensors, any float dtype).
   void loadWeights(const std::map<std::string, torch::Tensor>& tensors);
-  // Strict load of the encoder alone (names without the "encoder." prefix).
-  void loadEncoderWeights(const std::map<std::string, torch::Tensor>& tensors);
   // A load in parts, so that a checkpoint's bytes need not all be in memory beside the network:
   // checkWeights checks the whole state dict's names and shapes (strictly, as loadWeights), then
-  // each copyWeights copies the part that has been read.
-  void checkWeights(const TensorShapes& shapes) const;
-  void copyWeights(const std::map<std::string, torch::Tensor>& tensors);
+  // each copyWeights copies the part that has been read. The scope says whose parameters the
+  // names are: the network's, or the encoder's alone (without the "encoder." prefix).
+  enum class WeightScope { kNetwork, kEncoder };
+  void checkWeights(const TensorShapes& shapes, WeightScope scope) const;
+  void copyWeights(const std::map<std::string, torch::Tensor>& tensors, WeightScope scope);
   // The reference initialisation of the trainable part (fresh models).
   void initTrainable(uint64_t seed) { net_->initTrainable(seed); }
   // Every parameter, upstream names and order, float32 CPU copies.

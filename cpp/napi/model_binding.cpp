@@ -87,15 +87,13 @@ Napi::Value NativeModel::load(const Napi::CallbackInfo& info) {
         [state, config, runtime, weights = std::move(weights), haveWeights, encoderOnly, seed]() mutable {
           auto model = std::make_unique<InpFormerModel>(config, runtime);
           if (!haveWeights || encoderOnly) model->initTrainable(seed);
-          if (haveWeights && encoderOnly) {
-            if (weights.tensors.size() != weights.shapes.size())
-              throw CoreError(codes::kInvalidArgument, "encoder weights cannot come in parts");
-            model->loadEncoderWeights(weights.tensors);
-          } else if (haveWeights) {
-            model->checkWeights(weights.shapes);
-            model->copyWeights(weights.tensors);
+          const auto scope = encoderOnly ? InpFormerModel::WeightScope::kEncoder : InpFormerModel::WeightScope::kNetwork;
+          if (haveWeights) {
+            model->checkWeights(weights.shapes, scope);
+            model->copyWeights(weights.tensors, scope);
           }
           weights.tensors.clear();
+          state->partScope = scope;
           state->model = std::move(model);
           return Unit{};
         },
@@ -113,7 +111,7 @@ Napi::Value NativeModel::loadWeights(const Napi::CallbackInfo& info) {
         info.Env(), executor(info.Env()),
         [state, weights, part] {
           if (part) {
-            state->get().copyWeights(weights);
+            state->get().copyWeights(weights, state->partScope);
           } else {
             state->get().loadWeights(weights);
           }

@@ -19,6 +19,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  private:
   struct State {
     std::unique_ptr<InpFormerModel> model;
+    // whose names the parts of the last load() carry (loadWeights(part, true))
+    InpFormerModel::WeightScope partScope = InpFormerModel::WeightScope::kNetwork;
     InpFormerModel& get();
   };
   Napi::Value load(const Napi::CallbackInfo& info);

@@ -11,7 +11,7 @@ import type { Thresholds } from '../results/postprocess';
 export type { Thresholds } from '../results/postprocess';
 import { DEFAULT_FUSE_GROUPS, DEFAULT_INP_NUM } from './options';
 import { PyObject } from '../checkpoint/pickle';
-import { CheckpointFile, collectModuleTensors, readCheckpointFile } from '../checkpoint/reader';
+import { CheckpointFile, collectModuleTensors } from '../checkpoint/reader';
 import { HostTensor, StorageBytes } from '../checkpoint/tensor';
 
 export type TensorMap = Map<string, HostTensor>;
@@ -335,9 +335,10 @@ export function withEncoderPrefix(enc: TensorMap): TensorMap {
   return out;
 }
 
-/** DINOv2 encoder weights (Meta names) from an encoder file or from a whole INP-Former checkpoint. */
-export async function readEncoderFile(file: string): Promise<TensorMap> {
-  const ck = interpretCheckpoint(await readCheckpointFile(file));
+/** The DINOv2 encoder weights (Meta names) of an opened encoder file or whole INP-Former checkpoint. */
+export function encoderWeightsOf(opened: CheckpointFile): TensorMap {
+  const file = opened.path;
+  const ck = interpretCheckpoint(opened);
   if (ck.kind === 'encoder') return ck.weights;
   // an INP-Former checkpoint also holds an encoder
   const enc: TensorMap = new Map();

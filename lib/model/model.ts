@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import {
   EncoderSpec, TensorMap, inferEncoderSpec, inferNetworkConfig, interpretCheckpoint,
-  newNetworkConfig, readEncoderFile, withEncoderPrefix,
+  encoderWeightsOf, newNetworkConfig, withEncoderPrefix,
 } from './architecture';
 import { CheckpointFile, readCheckpointFile } from '../checkpoint/reader';
 import { DTYPE_BYTES } from '../checkpoint/pickle';
@@ -107,20 +107,27 @@ export class InpFormer {
     let encWeights: TensorMap;
     let encoderSource: string;
     let spec: EncoderSpec;
-    if (typeof o.encoder === 'string') {
-      const file = resolveEncoderName(o.encoder) ?? o.encoder;
-      encWeights = await readEncoderFile(file);
-      encoderSource = file;
-      spec = inferEncoderSpec(encWeights, o.encoderHeads, file);
-    } else {
-      const r = resolve(RANDOM_ENCODER, o.encoder, 'InpFormer.create()', 'encoder.');
-      spec = randomEncoderSpec(r);
-      encWeights = randomEncoderWeights(spec, r.seed);
-      encoderSource = `random encoder (seed ${r.seed}; untrained, for tests and demos only)`;
+    let opened: CheckpointFile | undefined;
+    try {
+      if (typeof o.encoder === 'string') {
+        const file = resolveEncoderName(o.encoder) ?? o.encoder;
+        // large storages stay in the file until the network exists, as in load()
+        opened = await readCheckpointFile(file, { deferStoragesAbove: DEFER_STORAGES_ABOVE });
+        encWeights = encoderWeightsOf(opened);
+        encoderSource = file;
+        spec = inferEncoderSpec(encWeights, o.encoderHeads, file);
+      } else {
+        const r = resolve(RANDOM_ENCODER, o.encoder, 'InpFormer.create()', 'encoder.');
+        spec = randomEncoderSpec(r);
+        encWeights = randomEncoderWeights(spec, r.seed);
+        encoderSource = `random encoder (seed ${r.seed}; untrained, for tests and demos only)`;
+      }
+      const network = newNetworkConfig(spec, o);
+      const config = modelConfig(network, o, native().runtime(), { kind: 'new', encoder: encoderSource });
+      return await InpFormer.#open(config, encWeights, true, o.seed, undefined);
+    } finally {
+      await opened?.close();
     }
-    const network = newNetworkConfig(spec, o);
-    const config = modelConfig(network, o, native().runtime(), { kind: 'new', encoder: encoderSource });
-    return InpFormer.#open(config, encWeights, true, o.seed, undefined);
   }
 
   /** Load an upstream INP-Former .pth, an anomalib .ckpt, or a file saved by `save()`. */
@@ -134,6 +141,7 @@ export class InpFormer {
     reach('read');
     // large storages stay in the file until the network exists (#open brings them in parts)
     const opened = await readCheckpointFile(file, { deferStoragesAbove: DEFER_STORAGES_ABOVE });
+    let encoderFile: CheckpointFile | undefined;
     try {
       const ck = interpretCheckpoint(opened);
       if (ck.kind === 'encoder') {
@@ -145,7 +153,8 @@ export class InpFormer {
       let encoderSource = file;
       if (o.encoder) {
         for (const k of [...weights.keys()]) if (k.startsWith('encoder.')) weights.delete(k);
-        for (const [k, v] of withEncoderPrefix(await readEncoderFile(resolveEncoderName(o.encoder) ?? o.encoder))) weights.set(k, v);
+        encoderFile = await readCheckpointFile(resolveEncoderName(o.encoder) ?? o.encoder, { deferStoragesAbove: DEFER_STORAGES_ABOVE });
+        for (const [k, v] of withEncoderPrefix(encoderWeightsOf(encoderFile))) weights.set(k, v);
         encoderSource = o.encoder;
       }
       const network = inferNetworkConfig(weights, ck.recorded, o, file);
@@ -167,6 +176,7 @@ export class InpFormer {
       callSafely(onProgress, { stage: 'ready', file }, 'load() onProgress');
       return model;
     } finally {
+      await encoderFile?.close();
       await opened.close();
     }
   }
