@@ -209,9 +209,8 @@ async function wideModelFile(name) {
   return { file, input, expected };
 }
 
-test.serial('load() brings a large checkpoint into the network in parts: its bytes are never all in memory at once', async (t) => {
-  const { file, input, expected } = await wideModelFile('parts.pth');
-  const size = fs.statSync(file).size;
+/** The most array-buffer memory above its start seen at any turn of the event loop while `call` runs. */
+async function arrayBufferPeakDuring(call) {
   const before = process.memoryUsage().arrayBuffers;
   let peak = 0;
   let sampling = true;
@@ -220,8 +219,17 @@ test.serial('load() brings a large checkpoint into the network in parts: its byt
     if (sampling) setImmediate(sample);
   };
   sample();
-  const model = await InpFormer.load(file);
-  sampling = false;
+  try {
+    return { result: await call(), peak };
+  } finally {
+    sampling = false;
+  }
+}
+
+test.serial('load() brings a large checkpoint into the network in parts: its bytes are never all in memory at once', async (t) => {
+  const { file, input, expected } = await wideModelFile('parts.pth');
+  const size = fs.statSync(file).size;
+  const { result: model, peak } = await arrayBufferPeakDuring(() => InpFormer.load(file));
   t.teardown(() => model.dispose());
   t.log(`file ${(size / 2 ** 20).toFixed(1)} MiB; array buffers at most +${(peak / 2 ** 20).toFixed(1)} MiB during the load`);
   t.true(peak < 0.75 * size, 'at most about one part (64 MiB) of the file beside the network');
@@ -281,16 +289,7 @@ test('a checkpoint cut short while load() reads its parts is a CheckpointError; 
 test.serial("create() takes a large encoder file's weights in parts too, the same values, never the whole file at once", async (t) => {
   const { file } = await wideModelFile('encoder-source.pth'); // an INP-Former checkpoint also holds an encoder
   const eager = await readCheckpointFile(file);
-  const before = process.memoryUsage().arrayBuffers;
-  let peak = 0;
-  let sampling = true;
-  const sample = () => {
-    peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
-    if (sampling) setImmediate(sample);
-  };
-  sample();
-  const model = await InpFormer.create({ encoder: file, imageSize: 56, cropSize: 56 });
-  sampling = false;
+  const { result: model, peak } = await arrayBufferPeakDuring(() => InpFormer.create({ encoder: file, imageSize: 56, cropSize: 56 }));
   t.teardown(() => model.dispose());
   const encoderBytes = [...eager.root].filter(([k]) => k.startsWith('encoder.')).reduce((n, [, v]) => n + v.byteSize, 0);
   const size = fs.statSync(file).size;
