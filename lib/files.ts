@@ -35,6 +35,20 @@ export async function openRegularFile(
 }
 
 /**
+ * `length` bytes at `position` of an open file, in memory of their own (never Node's shared
+ * pool); throws when the file ends before them, i.e. it changed after it was opened and checked.
+ */
+export async function readExactly(fh: fs.FileHandle, position: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafeSlow(length);
+  for (let at = 0; at < length; ) {
+    const { bytesRead } = await fh.read(out, at, length - at, position + at);
+    if (bytesRead === 0) throw new Error(`the file ends ${length - at} bytes early (it changed while being read?)`);
+    at += bytesRead;
+  }
+  return out;
+}
+
+/**
  * Make `dir` and its missing parents; `fail(message)` builds the error thrown on failure.
  * Returns the folders it made, outermost first, for `removeMadeDirs` when the write that
  * needed them fails.

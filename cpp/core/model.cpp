@@ -67,20 +67,17 @@ void InpFormerModel::loadWeights(const std::map<std::string, torch::Tensor>& ten
   loadStateDict(*net_, tensors);
 }
 
-void InpFormerModel::checkWeights(const TensorShapes& shapes, WeightScope scope) const {
-  if (scope == WeightScope::kEncoder) {
-    checkStateDict(*net_->encoder, shapes);
-  } else {
-    checkStateDict(*net_, shapes);
-  }
+torch::nn::Module& InpFormerModel::weightsOf(WeightScope scope) {
+  if (scope == WeightScope::kEncoder) return *net_->encoder;
+  return *net_;
+}
+
+void InpFormerModel::checkWeights(const TensorShapes& shapes, WeightScope scope) {
+  checkStateDict(weightsOf(scope), shapes);
 }
 
 void InpFormerModel::copyWeights(const std::map<std::string, torch::Tensor>& tensors, WeightScope scope) {
-  if (scope == WeightScope::kEncoder) {
-    copyIntoParameters(*net_->encoder, tensors);
-  } else {
-    copyIntoParameters(*net_, tensors);
-  }
+  copyIntoParameters(weightsOf(scope), tensors);
 }
 
 NamedTensors InpFormerModel::stateDict() const {

@@ -44,7 +44,7 @@ class InpFormerModel {
   // each copyWeights copies the part that has been read. The scope says whose parameters the
   // names are: the network's, or the encoder's alone (without the "encoder." prefix).
   enum class WeightScope { kNetwork, kEncoder };
-  void checkWeights(const TensorShapes& shapes, WeightScope scope) const;
+  void checkWeights(const TensorShapes& shapes, WeightScope scope);
   void copyWeights(const std::map<std::string, torch::Tensor>& tensors, WeightScope scope);
   // The reference initialisation of the trainable part (fresh models).
   void initTrainable(uint64_t seed) { net_->initTrainable(seed); }
@@ -73,6 +73,8 @@ class InpFormerModel {
 
  private:
   torch::Tensor toModelInput(const torch::Tensor& images) const;
+  // The module whose parameters a scope's names address.
+  torch::nn::Module& weightsOf(WeightScope scope);
   InpFormerConfig config_;
   torch::Device device_;
   // A bfloat16 model on the CPU keeps only its linear layers' weights in bfloat16 and runs

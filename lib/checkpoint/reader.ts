@@ -7,7 +7,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { CheckpointError } from '../errors';
-import { openRegularFile } from '../files';
+import { openRegularFile, readExactly } from '../files';
 import { DICT_STATE, DTYPE_BYTES, DType, PickleError, PyObject, TensorRef, unpickle } from './pickle';
 import { HostTensor, StorageBytes } from './tensor';
 import { ArchiveClosedError, ZipArchive, isZipMagic } from './zip';
@@ -75,16 +75,11 @@ function ownCopy(bytes: Buffer): Buffer {
   return out;
 }
 
-/** `length` bytes at `position`, into memory of their own; fails when the file is shorter. */
+/** readExactly, its failure a CheckpointError naming the file. */
 async function readRange(fh: FileHandle, position: number, length: number, path: string): Promise<Buffer> {
-  const out = Buffer.allocUnsafeSlow(length);
-  let at = 0;
-  while (at < length) {
-    const { bytesRead } = await fh.read(out, at, length - at, position + at);
-    if (bytesRead === 0) throw new CheckpointError(`the file changed while being read (it ends ${length - at} bytes early)`, path);
-    at += bytesRead;
-  }
-  return out;
+  return readExactly(fh, position, length).catch((err) => {
+    throw new CheckpointError((err as Error).message, path, { cause: err });
+  });
 }
 
 async function readSafetensors(path: string, fh: FileHandle, size: number, options: ReadOptions): Promise<CheckpointFile> {
@@ -128,8 +123,8 @@ async function readSafetensors(path: string, fh: FileHandle, size: number, optio
   let deferred = false;
   for (const { name, begin, end, dtype, shape } of ranges) {
     const fetch = () =>
-      readRange(fh, dataStart + begin, end - begin, path).catch((err) => {
-        throw err instanceof CheckpointError ? err : new CheckpointError(`cannot read tensor '${name}': ${(err as Error).message}`, path, { cause: err });
+      readExactly(fh, dataStart + begin, end - begin).catch((err) => {
+        throw new CheckpointError(`cannot read tensor '${name}': ${(err as Error).message}`, path, { cause: err });
       });
     const defer = end - begin > (options.deferStoragesAbove ?? Infinity);
     deferred ||= defer;

@@ -10,6 +10,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { promises as fs } from 'node:fs';
 import * as yauzl from 'yauzl';
+import { readExactly } from '../files';
 
 /** A record asked for after close(): a caller's mistake, not a damaged file. */
 export class ArchiveClosedError extends Error {}
@@ -75,13 +76,7 @@ export class ZipArchive {
     if (entry.compressionMethod === 0 && !entry.isEncrypted()) {
       // yauzl checks the local header and that the data lies within the file
       const { fileDataStart } = await this.zip.readLocalFileHeaderPromise(entry, { minimal: true });
-      const out = Buffer.allocUnsafeSlow(entry.uncompressedSize);
-      for (let at = 0; at < out.length; ) {
-        const { bytesRead } = await this.fh.read(out, at, out.length - at, fileDataStart + at);
-        if (bytesRead === 0) throw new Error(`record '${name}' ends ${out.length - at} bytes early (the file changed while being read?)`);
-        at += bytesRead;
-      }
-      return out;
+      return readExactly(this.fh, fileDataStart, entry.uncompressedSize);
     }
     return new Promise((resolve, reject) => {
       this.zip.openReadStream(entry, (err, stream) => {

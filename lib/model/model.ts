@@ -59,7 +59,11 @@ const LOAD_PART_BYTES = 64 << 20;
  */
 function storageParts(tensors: [string, HostTensor][], bytes: number): [string, HostTensor][][] {
   const byStorage = new Map<StorageBytes, [string, HostTensor][]>();
-  for (const e of tensors) byStorage.set(e[1].source, [...(byStorage.get(e[1].source) ?? []), e]);
+  for (const e of tensors) {
+    const group = byStorage.get(e[1].source);
+    if (group) group.push(e);
+    else byStorage.set(e[1].source, [e]);
+  }
   const parts: [string, HostTensor][][] = [];
   let part: [string, HostTensor][] = [];
   let size = 0;
@@ -160,10 +164,11 @@ export class InpFormer {
       const network = inferNetworkConfig(weights, ck.recorded, o, file);
       const config = modelConfig(network, o, native().runtime(), { kind: ck.kind, path: path.resolve(file), encoder: encoderSource });
       reach('build');
+      const abortedWhileBuilt = () => new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
       let model: InpFormer;
       try {
         model = await InpFormer.#open(config, weights, false, 0, ck.thresholds, ck.categoryThresholds, () => {
-          if (signal?.aborted) throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
+          if (signal?.aborted) throw abortedWhileBuilt();
         });
       } catch (err) {
         if (err instanceof CheckpointError && !err.file) throw new CheckpointError(err.message, file, { cause: err });
@@ -171,7 +176,7 @@ export class InpFormer {
       }
       if (signal?.aborted) {
         await model.dispose();
-        throw new AbortError(`InpFormer.load(${file}) was aborted while the network was built`);
+        throw abortedWhileBuilt();
       }
       callSafely(onProgress, { stage: 'ready', file }, 'load() onProgress');
       return model;
