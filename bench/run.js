@@ -119,7 +119,7 @@ function writeSection(file, torchMinor, body) {
     `(time with 1 thread / time with ${r.threads}): ViT-S/14 ${speedup('ViT-S/14 reg4', 'float32')}x in float32 and ${speedup('ViT-S/14 reg4', 'bfloat16')}x in bfloat16; ` +
     `ViT-B/14 ${speedup('ViT-B/14 reg4', 'float32')}x in float32 and ${speedup('ViT-B/14 reg4', 'bfloat16')}x in bfloat16. ` +
     'Element-wise ops, convolutions and oneDNN\'s products (float32 and bfloat16) follow the thread count (runs vary by about 10%). ' +
-    'All of this is with a short OpenMP spin (GOMP_SPINCOUNT=3000), which the package sets unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is given; the ACTIVE row spins without end.', '');
+    'All of this is with libgomp\'s default wait (a spin of 300000 rounds, then sleep), which the package leaves alone; the ACTIVE row spins without end.', '');
   lines.push('### predict() on PNG files (decode, preprocess, infer, map back to 256x256)', '');
   lines.push('| encoder | predictBatchSize | requests | one at a time: images / s | all at once: images / s |', '|---|---|---|---|---|');
   for (const predictBatchSize of [1, 8]) {

@@ -183,16 +183,21 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 
 }  // namespace
 
-OpenMpThreadCap::OpenMpThreadCap(int threads) {
+int openMpThreads() {
+  const auto& omp = openMp();
+  return omp.maxThreads == nullptr ? 0 : omp.maxThreads();
+}
+
+OpenMpThreadCount::OpenMpThreadCount(int threads) {
   const auto& omp = openMp();
   if (threads <= 0 || omp.setThreads == nullptr) return;
   const int now = omp.maxThreads();
-  if (now <= threads) return;
+  if (now == threads) return;
   restore_ = now;
   omp.setThreads(threads);
 }
 
-OpenMpThreadCap::~OpenMpThreadCap() {
+OpenMpThreadCount::~OpenMpThreadCount() {
   if (restore_ > 0) openMp().setThreads(restore_);
 }
 

@@ -37,19 +37,33 @@ using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDn
 // and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
 using BFloat16Products = ScopedThreadFlag<struct BFloat16ProductsTag>;
 
-// While one lives, OpenMP regions started on this thread (libtorch's parallel ops, oneDNN's
-// products) use at most `threads` threads; 0 leaves the count alone. It sets libgomp's per-thread
-// count (omp_set_num_threads, found next to libtorch) rather than at::set_num_threads, which also
-// rebuilds libtorch's pthreadpool, and puts it back on exit. A no-op without libgomp.
-class OpenMpThreadCap {
+// The number of threads OpenMP regions started on this thread get (libgomp's per-thread count,
+// omp_get_max_threads, which libtorch's parallel ops and oneDNN's products read); 0 without libgomp.
+int openMpThreads();
+
+// While one lives, OpenMP regions started on this thread use `threads` threads, fewer or more than
+// before; 0 leaves the count alone. It sets libgomp's per-thread count (omp_set_num_threads, found
+// next to libtorch) rather than at::set_num_threads, which also rebuilds libtorch's pthreadpool,
+// and puts it back on exit. A no-op without libgomp.
+class OpenMpThreadCount {
  public:
-  explicit OpenMpThreadCap(int threads);
-  ~OpenMpThreadCap();
-  OpenMpThreadCap(const OpenMpThreadCap&) = delete;
-  OpenMpThreadCap& operator=(const OpenMpThreadCap&) = delete;
+  explicit OpenMpThreadCount(int threads);
+  ~OpenMpThreadCount();
+  OpenMpThreadCount(const OpenMpThreadCount&) = delete;
+  OpenMpThreadCount& operator=(const OpenMpThreadCount&) = delete;
 
  private:
   int restore_ = 0;  // the count to put back; 0 when it was not changed
+};
+
+// While one lives, OpenMP regions started on this thread use at most `threads` threads; 0 leaves
+// the count alone.
+class OpenMpThreadCap {
+ public:
+  explicit OpenMpThreadCap(int threads) : count_(threads > 0 && threads < openMpThreads() ? threads : 0) {}
+
+ private:
+  OpenMpThreadCount count_;
 };
 
 // at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "cpu_gemm.h"
 #include "errors.h"
 
 namespace inpformer {
@@ -79,7 +80,7 @@ InpFormerNetImpl::InpFormerNetImpl(const InpFormerConfig& cfg) : cfg_(cfg) {
   for (auto& p : encoder->parameters()) p.set_requires_grad(false);
 }
 
-NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCoherence) {
+NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCoherence, int encoderThreads) {
   const int64_t skip = 1 + cfg_.encoder.numRegisterTokens;
   const int64_t lastLayer = *std::max_element(cfg_.targetLayers.begin(), cfg_.targetLayers.end());
   const auto layers = static_cast<int64_t>(cfg_.targetLayers.size());
@@ -98,6 +99,7 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCo
   std::vector<torch::Tensor> arrived(static_cast<size_t>(layers));
   {
     torch::NoGradGuard noGrad;
+    OpenMpThreadCount threads(encoderThreads);
     encoder->forEachBlockOutput(images, lastLayer, [&](int64_t block, const torch::Tensor& tokens) {
       for (int64_t i = 0; i < layers; ++i) {
         if (cfg_.targetLayers[static_cast<size_t>(i)] != block) continue;

@@ -29,7 +29,9 @@ class InpFormerNetImpl : public torch::nn::Module {
 
   // images: [B, 3, H, W], normalised. The encoder always runs without autograd. The coherence
   // loss is left undefined without withCoherence (plain inference has no use for it).
-  NetworkOutput forward(const torch::Tensor& images, bool withCoherence = true);
+  // encoderThreads > 0 runs the encoder on that many OpenMP threads whatever the caller's count
+  // (training's exact mode runs the rest of its step on one, see trainer.cpp).
+  NetworkOutput forward(const torch::Tensor& images, bool withCoherence = true, int encoderThreads = 0);
 
   // Parameters that training updates, in the reference optimiser's order:
   // bottleneck, decoder, extractor, INPs.

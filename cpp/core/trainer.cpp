@@ -45,8 +45,17 @@ double Trainer::learningRateAt(int64_t step) const {
 StepStats Trainer::step(const torch::Tensor& batch) {
   RecordedProductsOnOneDnn products(options_.oneDnnProducts);
   BFloat16Products mixedPrecision(options_.bfloat16Products);
+  // The exact float32 mode computes the trainable layers' products on the BLAS, whose threads
+  // (OpenBLAS's own pool) are not libtorch's OpenMP workers. Those workers spin for a while after
+  // each parallel op (libgomp's default wait) and would take the cores OpenBLAS's next product
+  // needs: the exact step ran 2.6-3.1 images/s against 4.3-5.0 with a short spin (ViT-S/14 224 px,
+  // batch 8). So everything but the frozen encoder (oneDNN's products where found, no BLAS) runs
+  // on one OpenMP thread, and the workers sleep through the rest of the step (docs/libtorch.md).
+  const bool productsOnBlas = !options_.oneDnnProducts && !options_.bfloat16Products && batch.device().is_cpu();
+  const int encoderThreads = productsOnBlas && inferenceAvoidsBlas() ? openMpThreads() : 0;
+  OpenMpThreadCap serial(productsOnBlas ? 1 : 0);
   net_->train();
-  auto out = net_->forward(batch);
+  auto out = net_->forward(batch, /*withCoherence=*/true, encoderThreads);
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);
   auto loss = lossCos + options_.inpLossWeight * out.coherence.loss;
   for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)

@@ -26,6 +26,7 @@
 #include "core/inp_former.h"
 #include "core/optimizer.h"
 #include "core/per_image.h"
+#include "core/trainer.h"
 #include "test/upstream_config.h"
 
 using namespace inpformer;
@@ -248,6 +249,16 @@ void cpuProducts() {
     check(at::get_num_threads() == 1, "a cap of 0 changes nothing");
   }
   check(at::get_num_threads() == 2, "the count is restored when the cap ends (saw " + std::to_string(at::get_num_threads()) + ")");
+  // training's exact mode: one thread for the step, the encoder back on every thread inside it
+  {
+    OpenMpThreadCap one(1);
+    {
+      OpenMpThreadCount all(2);
+      check(at::get_num_threads() == 2 && openMpThreads() == 2, "OpenMpThreadCount raises the count above a cap");
+    }
+    check(at::get_num_threads() == 1, "and puts the cap's count back");
+  }
+  check(at::get_num_threads() == 2, "every count is restored in the end");
 }
 
 // In-place GELU and softmax where no gradient needs the input (activations.h): bit-identical to
@@ -382,6 +393,30 @@ void bfloat16Products() {
   check(rel(after, plain) == 0.0, "outside the guard, products are float32 again");
 }
 
+// The exact float32 step runs on one OpenMP thread (its products are OpenBLAS's) and gives the
+// caller's count back, whatever mode ran.
+void trainingStepThreads() {
+  torch::manual_seed(8);
+  at::set_num_threads(2);
+  const auto images = torch::randn({2, 3, 56, 56});
+  for (bool oneDnn : {false, true}) {
+    InpFormerNet net(referenceConfig());
+    net->initTrainable(1);
+    TrainOptions o;
+    o.totalSteps = 2;
+    o.warmupSteps = 1;
+    o.learningRate = 1e-3;
+    o.finalLearningRate = 1e-4;
+    o.weightDecay = 1e-4;
+    o.gradClipNorm = 0.1;
+    o.oneDnnProducts = oneDnn;
+    Trainer trainer(net, o);
+    const auto s = trainer.step(images);
+    check(std::isfinite(s.loss) && at::get_num_threads() == 2,
+          std::string("a training step gives the thread count back") + (oneDnn ? " (oneDNN products)" : " (exact)"));
+  }
+}
+
 int main() {
   const char* fixture = std::getenv("INP_FORMER_FIXTURE");
   if (!fixture) {
@@ -399,6 +434,7 @@ int main() {
     streamedEncoderMeans();
     perImageConvolutions();
     topRatioScoreAsSorted();
+    trainingStepThreads();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;

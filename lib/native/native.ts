@@ -235,26 +235,9 @@ export function nativeBinary(): LoadedBinary | undefined {
   return loadedBinary;
 }
 
-/**
- * libtorch's OpenMP workers (libgomp) wait for the next parallel region by spinning, 300000
- * rounds by default, then sleep. Spinning that long steals the cores that OpenBLAS's own threads
- * need for training's float32 products (a ViT-S/14 at 392 px ran about 2x slower with 2
- * spinning threads than with 1, docs/benchmarks.md), but sleeping at once (passive waiting) costs
- * a futex wake-up at every op of an inference. A short spin, 3000 rounds (tens of microseconds),
- * bridges the gaps between the ops of one forward and sleeps before a neighbour's product
- * suffers (docs/benchmarks.md, "OpenMP waiting"). libgomp reads this when it is loaded, i.e. with
- * the addon below, so it is set just before, unless the user chose.
- */
-function preferShortOpenMpSpinning(): void {
-  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
-    process.env.GOMP_SPINCOUNT = '3000';
-  }
-}
-
 /** The addon, loaded on first use. Throws NativeLoadError. */
 export function native(): NativeAddon {
   if (cached) return cached;
-  preferShortOpenMpSpinning();
   const binary = chooseBinary();
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
