@@ -5,8 +5,11 @@
 # once. This times both on the encoder's linear layers (y = x W^T, x [M, K], W [N, K]) with the
 # threads libgomp is given, checks that the results are bit-identical, and reports the packed
 # weight's size against the plain one. Not wired into the package: the packed copy costs memory
-# (1.0-1.4x each weight) and is only valid for the thread count it was packed with (computing
-# with another count corrupts memory), see docs/benchmarks.md.
+# (1.0-1.4x each weight, kept beside the plain weights that save, export and training need), see
+# docs/benchmarks.md. A pack records the thread partition it was made for and oneDNN's driver
+# computes with that partition whatever the count at the call (fewer threads take its slices in
+# turn); checked against plain products for 7 shapes, packed with 1 or 2 threads and computed
+# with the other, M from 1 to 2088, with guard bytes after the pack (2026-12-03).
 #   OMP_NUM_THREADS=2 /usr/bin/python3 bench/onednn-packed.py [path/to/libdnnl.so]
 import ctypes
 import sys
