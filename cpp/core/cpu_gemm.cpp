@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -182,6 +183,22 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 };
 
 }  // namespace
+
+bool openMpWorkersSpinLong() {
+  static const bool spinLong = [] {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    if (policy != nullptr && strcasecmp(policy, "passive") == 0) return false;
+    const char* count = std::getenv("GOMP_SPINCOUNT");
+    if (count == nullptr || (policy != nullptr && strcasecmp(policy, "active") == 0)) return true;
+    // a number with an optional k, M or G, or "infinite" / "infinity" (libgomp's env.c)
+    char* end = nullptr;
+    const double rounds = std::strtod(count, &end);
+    if (end == count) return true;
+    const double scale = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9 : 1.0;
+    return rounds * scale >= 1e5;
+  }();
+  return spinLong;
+}
 
 int openMpThreads() {
   const auto& omp = openMp();

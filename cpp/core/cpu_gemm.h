@@ -37,6 +37,11 @@ using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDn
 // and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
 using BFloat16Products = ScopedThreadFlag<struct BFloat16ProductsTag>;
 
+// Whether libgomp's idle workers spin long before they sleep: its default (300000 rounds) or
+// OMP_WAIT_POLICY=ACTIVE, as against OMP_WAIT_POLICY=PASSIVE or a GOMP_SPINCOUNT under 100000
+// set by the user. Read from the environment libgomp read at load.
+bool openMpWorkersSpinLong();
+
 // The number of threads OpenMP regions started on this thread get (libgomp's per-thread count,
 // omp_get_max_threads, which libtorch's parallel ops and oneDNN's products read); 0 without libgomp.
 int openMpThreads();

@@ -51,9 +51,11 @@ StepStats Trainer::step(const torch::Tensor& batch) {
   // needs: the exact step ran 2.6-3.1 images/s against 4.3-5.0 with a short spin (ViT-S/14 224 px,
   // batch 8). So everything but the frozen encoder (oneDNN's products where found, no BLAS) runs
   // on one OpenMP thread, and the workers sleep through the rest of the step (docs/libtorch.md).
+  // A user who chose a short spin or passive waiting keeps every thread: nothing spins then.
   const bool productsOnBlas = !options_.oneDnnProducts && !options_.bfloat16Products && batch.device().is_cpu();
-  const int encoderThreads = productsOnBlas && inferenceAvoidsBlas() ? openMpThreads() : 0;
-  OpenMpThreadCap serial(productsOnBlas ? 1 : 0);
+  const bool serial = productsOnBlas && openMpWorkersSpinLong();
+  const int encoderThreads = serial && inferenceAvoidsBlas() ? openMpThreads() : 0;
+  OpenMpThreadCap oneThread(serial ? 1 : 0);
   net_->train();
   auto out = net_->forward(batch, /*withCoherence=*/true, encoderThreads);
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);
