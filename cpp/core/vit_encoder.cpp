@@ -91,8 +91,20 @@ DinoVisionTransformerImpl::DinoVisionTransformerImpl(const EncoderConfig& cfg) :
 }
 
 torch::Tensor DinoVisionTransformerImpl::interpolatePosEncoding(int64_t gridH, int64_t gridW) {
+  if (gridH == cfg_.posGridSize && gridW == cfg_.posGridSize) return pos_embed;
+  auto& cache = resizedPositions_;
+  const bool fresh = cache.value.defined() && cache.gridH == gridH && cache.gridW == gridW &&
+                     cache.source.unsafeGetStorageImpl() == pos_embed.storage().unsafeGetStorageImpl() &&
+                     cache.version == pos_embed._version();
+  if (!fresh) {
+    torch::NoGradGuard noGrad;  // the encoder is frozen: the table never needs a gradient
+    cache = {gridH, gridW, pos_embed.storage(), pos_embed._version(), resizePosEncoding(gridH, gridW)};
+  }
+  return cache.value;
+}
+
+torch::Tensor DinoVisionTransformerImpl::resizePosEncoding(int64_t gridH, int64_t gridW) {
   const int64_t n = cfg_.posGridSize;
-  if (gridH == n && gridW == n) return pos_embed;
   auto pos = pos_embed.to(torch::kFloat);
   auto classPos = pos.select(1, 0);
   auto patchPos = pos.slice(1, 1).reshape({1, n, n, cfg_.embedDim}).permute({0, 3, 1, 2});

@@ -60,7 +60,8 @@ class DinoVisionTransformerImpl : public torch::nn::Module {
   // Patch tokens + cls (+ interpolated position embedding) + registers: [B, 1+R+N, D].
   torch::Tensor prepareTokens(const torch::Tensor& images);
   // The position table resized to an h x w patch grid as dinov2 does it (bicubic,
-  // scale factor (grid + offset) / 37 passed as a factor, not a size). [1, 1+h*w, D].
+  // scale factor (grid + offset) / 37 passed as a factor, not a size). [1, 1+h*w, D]. The last
+  // grid's result is kept until the table changes: every image of a model has the same size.
   torch::Tensor interpolatePosEncoding(int64_t gridH, int64_t gridW);
   // Runs blocks 0..lastBlock and hands each one's output (pre-norm, [B, 1+R+N, D]) to `visit`
   // as it is made: the caller keeps what it needs, and every other layer is freed at once.
@@ -75,7 +76,18 @@ class DinoVisionTransformerImpl : public torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};
 
  private:
+  torch::Tensor resizePosEncoding(int64_t gridH, int64_t gridW);
+
   EncoderConfig cfg_;
+  // interpolatePosEncoding's last result and what it was made from. Holding the table's storage
+  // keeps its address from being reused, so "same storage, same version" means same values
+  // (a load copies in place and bumps the version; a cast or a device move makes a new storage).
+  struct ResizedPositions {
+    int64_t gridH = -1, gridW = -1;
+    c10::Storage source;
+    uint32_t version = 0;
+    torch::Tensor value;
+  } resizedPositions_;
 };
 TORCH_MODULE(DinoVisionTransformer);
 

@@ -27,6 +27,7 @@
 #include "core/optimizer.h"
 #include "core/per_image.h"
 #include "core/trainer.h"
+#include "core/vit_encoder.h"
 #include "test/upstream_config.h"
 
 using namespace inpformer;
@@ -393,6 +394,32 @@ void bfloat16Products() {
   check(rel(after, plain) == 0.0, "outside the guard, products are float32 again");
 }
 
+// The resized position table is kept per grid and made again when the table changes in place
+// (a load) or is replaced (a cast); it always equals a fresh resize.
+void resizedPositionsFollowTheTable() {
+  torch::manual_seed(9);
+  torch::NoGradGuard noGrad;
+  const auto cfg = referenceConfig().encoder;
+  DinoVisionTransformer encoder(cfg), fresh(cfg);
+  encoder->pos_embed.copy_(torch::randn_like(encoder->pos_embed));
+  const auto freshResize = [&](int64_t h, int64_t w) {
+    DinoVisionTransformer other(cfg);
+    other->pos_embed.copy_(encoder->pos_embed.to(torch::kFloat));
+    return other->interpolatePosEncoding(h, w);
+  };
+  const auto a = encoder->interpolatePosEncoding(16, 16);
+  check(encoder->interpolatePosEncoding(16, 16).data_ptr() == a.data_ptr() && torch::equal(a, freshResize(16, 16)),
+        "the resized table is kept for the same grid and equals a fresh resize");
+  check(torch::equal(encoder->interpolatePosEncoding(8, 12), freshResize(8, 12)), "another grid is resized afresh");
+  encoder->pos_embed.copy_(torch::randn_like(encoder->pos_embed));  // what a load does
+  const auto b = encoder->interpolatePosEncoding(8, 12);
+  check(torch::equal(b, freshResize(8, 12)) && !torch::equal(b, fresh->interpolatePosEncoding(8, 12)),
+        "a table changed in place is resized again");
+  encoder->to(torch::kBFloat16);
+  encoder->to(torch::kFloat);  // new storages holding bfloat16-rounded values
+  check(torch::equal(encoder->interpolatePosEncoding(8, 12), freshResize(8, 12)), "a replaced table is resized again");
+}
+
 // The exact float32 step runs on one OpenMP thread (its products are OpenBLAS's) and gives the
 // caller's count back, whatever mode ran.
 void trainingStepThreads() {
@@ -435,6 +462,7 @@ int main() {
     perImageConvolutions();
     topRatioScoreAsSorted();
     trainingStepThreads();
+    resizedPositionsFollowTheTable();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;
