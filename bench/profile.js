@@ -12,9 +12,8 @@ const build = path.join(__dirname, '..', 'build');
 execFileSync('cmake', ['--build', build, '--target', 'inp_former_profile'], { stdio: 'inherit' });
 const trace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'inp-profile-')), 'trace.json');
 const args = ['dim', 'depth', 'heads', 'registers', 'size', 'batch', 'iters'].map((k, i) => arg(k, ['384', '12', '6', '4', '224', '8', '4'][i]));
-// libgomp's default wait, as the package leaves it
-const env = process.env;
-const run = JSON.parse(execFileSync(path.join(build, 'inp_former_profile'), [...args, trace, arg('precision', 'float32')], { env }).toString());
+// libgomp's default wait, as the package leaves it (GOMP_SPINCOUNT / OMP_WAIT_POLICY pass through)
+const run = JSON.parse(execFileSync(path.join(build, 'inp_former_profile'), [...args, trace, arg('precision', 'float32')]).toString());
 const events = JSON.parse(fs.readFileSync(trace, 'utf8')).filter((e) => e.ph === 'X').sort((a, b) => a.ts - b.ts || b.dur - a.dur);
 fs.rmSync(path.dirname(trace), { recursive: true });
 const self = new Map();

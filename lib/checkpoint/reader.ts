@@ -75,10 +75,11 @@ function ownCopy(bytes: Buffer): Buffer {
   return out;
 }
 
-/** readExactly, its failure a CheckpointError naming the file. */
-async function readRange(fh: FileHandle, position: number, length: number, path: string): Promise<Buffer> {
+/** readExactly, its failure a CheckpointError naming the file and, when given, what was read. */
+async function readRange(fh: FileHandle, position: number, length: number, path: string, what?: string): Promise<Buffer> {
   return readExactly(fh, position, length).catch((err) => {
-    throw new CheckpointError((err as Error).message, path, { cause: err });
+    const message = (err as Error).message;
+    throw new CheckpointError(what ? `cannot read ${what}: ${message}` : message, path, { cause: err });
   });
 }
 
@@ -122,10 +123,7 @@ async function readSafetensors(path: string, fh: FileHandle, size: number, optio
   const root = new Map<string, unknown>();
   let deferred = false;
   for (const { name, begin, end, dtype, shape } of ranges) {
-    const fetch = () =>
-      readExactly(fh, dataStart + begin, end - begin).catch((err) => {
-        throw new CheckpointError(`cannot read tensor '${name}': ${(err as Error).message}`, path, { cause: err });
-      });
+    const fetch = () => readRange(fh, dataStart + begin, end - begin, path, `tensor '${name}'`);
     const defer = end - begin > (options.deferStoragesAbove ?? Infinity);
     deferred ||= defer;
     root.set(name, new HostTensor(dtype, shape, HostTensor.contiguousStrides(shape), 0, new StorageBytes(defer ? undefined : await fetch(), fetch)));
