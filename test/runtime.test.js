@@ -36,6 +36,8 @@ test('runtime() names the binary, the libtorch and BLAS in use, and the CPU feat
   const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8');
   if (/\/libdnnl\.so/.test(maps) && process.env.INP_FORMER_CPU_GEMM !== 'libtorch') t.regex(r.cpuGemm, /^oneDNN \d+\.\d+\.\d+$/);
   else t.is(r.cpuGemm, 'libtorch');
+  // and its packed API beside it (Debian's oneDNN 2.6 and 3.7 both export it), unless turned off
+  t.is(r.cpuPackedWeights, /^oneDNN/.test(r.cpuGemm) && process.env.INP_FORMER_CPU_GEMM !== 'sgemm');
   t.is(r.tensorCache.enabled, process.env.INP_FORMER_TENSOR_CACHE !== '0');
   t.true(Number.isInteger(r.tensorCache.cachedBytes) && r.tensorCache.cachedBytes >= 0);
   const cpuinfo = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8');

@@ -123,3 +123,34 @@ test('a read-only target is an error naming the target, for checkpoints and heat
     t.is(fs.readFileSync(target, 'utf8'), 'previous', 'the old file is untouched');
   });
 });
+
+// A float32 CPU model keeps its wider linear weights in oneDNN's packed layout once it has
+// inferred (runtime().cpuPackedWeights); whatever reads the weights after gets them bit for bit.
+test('weights packed for inference come back exactly, and packed products score as unpacked ones', async (t) => {
+  const options = { encoder: { embedDim: 384, depth: 10, numHeads: 6, posGridSize: 4, seed: 7 }, imageSize: 56, cropSize: 56, seed: 7, threads: 2 };
+  const model = await InpFormer.create(options);
+  t.teardown(() => model.dispose());
+  const x = new Float32Array(2 * 3 * 56 * 56).map((_, i) => Math.sin(i / 7));
+  const before = await model.stateDict();
+  const scores = [...(await model.inferTensor(x, [2, 3, 56, 56])).scores];
+  const after = await model.stateDict();
+  t.deepEqual(after.map((p) => p.name), before.map((p) => p.name));
+  for (let i = 0; i < before.length; i++) {
+    t.true(Buffer.from(after[i].data.buffer, after[i].data.byteOffset, after[i].data.byteLength)
+      .equals(Buffer.from(before[i].data.buffer, before[i].data.byteOffset, before[i].data.byteLength)), before[i].name);
+  }
+  t.deepEqual([...(await model.inferTensor(x, [2, 3, 56, 56])).scores], scores, 'packed again, the same scores');
+  // the same model with the weights left unpacked, in a process of its own
+  const child = `const { InpFormer, runtime } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    InpFormer.create(${JSON.stringify(options)}).then(async (m) => {
+      const x = new Float32Array(2 * 3 * 56 * 56).map((_, i) => Math.sin(i / 7));
+      const r = await m.inferTensor(x, [2, 3, 56, 56]);
+      process.stdout.write(JSON.stringify({ packed: runtime().cpuPackedWeights, scores: [...r.scores] }));
+      await m.dispose();
+    });`;
+  const unpacked = JSON.parse(execFileSync(process.execPath, ['-e', child], { env: { ...process.env, INP_FORMER_CPU_GEMM: 'sgemm' }, encoding: 'utf8' }));
+  t.false(unpacked.packed, 'INP_FORMER_CPU_GEMM=sgemm leaves weights unpacked');
+  const rel = Math.max(...scores.map((s, i) => Math.abs(s - unpacked.scores[i]) / Math.abs(unpacked.scores[i])));
+  t.log(`packed products: ${require('..').runtime().cpuPackedWeights}; scores against unpacked ones: ${rel.toExponential(1)}`);
+  t.true(rel < 1e-5);
+});

@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
+#include "packed_weights.h"
+
 namespace inpformer {
 namespace {
 
@@ -31,25 +33,11 @@ struct OneDnn {
   std::string name = "libtorch";
 };
 
-// Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
-// itself: either way dlsym on libtorch_cpu's own handle searches it and its dependencies, which
-// Node's local dlopen of the addon does not put in the global scope.
-void* symbolNearTorch(const char* symbol) {
-  if (void* found = dlsym(RTLD_DEFAULT, symbol)) return found;
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) == 0 || info.dli_fname == nullptr) return nullptr;
-  void* torch = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-  if (torch == nullptr) return nullptr;
-  void* found = dlsym(torch, symbol);
-  dlclose(torch);  // only drops the reference RTLD_NOLOAD took
-  return found;
-}
-
 const OneDnn& oneDnn() {
   static const OneDnn found = [] {
     OneDnn d;
     const char* choice = std::getenv("INP_FORMER_CPU_GEMM");
-    if (choice != nullptr && std::strcmp(choice, "libtorch") == 0) return d;
+    if (choice != nullptr && std::strcmp(choice, "libtorch") == 0) return d;  // "sgemm": see packed_weights.cpp
     d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
     if (d.sgemm == nullptr) return d;
     d.name = "oneDNN";
@@ -184,6 +172,20 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
 
 }  // namespace
 
+// Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
+// itself: either way dlsym on libtorch_cpu's own handle searches it and its dependencies, which
+// Node's local dlopen of the addon does not put in the global scope.
+void* symbolNearTorch(const char* symbol) {
+  if (void* found = dlsym(RTLD_DEFAULT, symbol)) return found;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) == 0 || info.dli_fname == nullptr) return nullptr;
+  void* torch = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  if (torch == nullptr) return nullptr;
+  void* found = dlsym(torch, symbol);
+  dlclose(torch);  // only drops the reference RTLD_NOLOAD took
+  return found;
+}
+
 bool openMpWorkersSpinLong() {
   static const bool spinLong = [] {
     const char* policy = std::getenv("OMP_WAIT_POLICY");
@@ -228,6 +230,15 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
     return at::linear(toBFloat16(x), toBFloat16(weight), toBFloat16(bias)).to(torch::kFloat);
   const bool recorded = torch::GradMode::is_enabled() &&
                         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  auto* packs = ActivePackedWeights::current();
+  if (packs != nullptr && !recorded && x.dim() >= 1 && x.scalar_type() == torch::kFloat && x.device().is_cpu()) {
+    auto packed = packs->linear(x.reshape({-1, x.size(-1)}).contiguous(), weight, bias);
+    if (packed.defined()) {
+      auto sizes = x.sizes().vec();
+      sizes.back() = packed.size(1);
+      return packed.view(sizes);
+    }
+  }
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !RecordedProductsOnOneDnn::active()) ||
       !eligible({&x, &weight, &bias}, /*allowGrad=*/true)) {
     return at::linear(x, weight, bias);

@@ -21,6 +21,10 @@ namespace inpformer {
 // "libtorch" (no oneDNN sgemm found, or INP_FORMER_CPU_GEMM=libtorch set for comparisons).
 std::string cpuGemmBackend();
 
+// A symbol of libtorch or of a library it loaded (oneDNN, libgomp), nullptr if none: what this
+// file and packed_weights.h call is looked up at run time, not linked.
+void* symbolNearTorch(const char* symbol);
+
 // True when no product of this process goes to the system BLAS outside training: then jobs that
 // only infer need not take turns on the compute lock that guards OpenBLAS (executor.h).
 bool inferenceAvoidsBlas();
@@ -71,7 +75,8 @@ class OpenMpThreadCap {
   OpenMpThreadCount count_;
 };
 
-// at::linear(x, weight, bias), through oneDNN when nothing needs a gradient (or under
+// at::linear(x, weight, bias), through the weight's oneDNN pack under ActivePackedWeights
+// (packed_weights.h), through oneDNN when nothing needs a gradient (or under
 // RecordedProductsOnOneDnn), in bfloat16 under BFloat16Products.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 

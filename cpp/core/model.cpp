@@ -54,16 +54,28 @@ InpFormerModel::InpFormerModel(const InpFormerConfig& config, const RuntimeOptio
   }
   net_->eval();
   blurKernel_ = gaussianKernel2d(5, 4.0, torch::TensorOptions().device(device_));
+  if (device_.is_cpu() && dtype_ == torch::kFloat && packedProductsAvailable()) {
+    std::vector<torch::Tensor> weights;
+    for (auto& sub : net_->modules(/*include_self=*/false))
+      if (auto* lin = sub->as<torch::nn::LinearImpl>()) weights.push_back(lin->weight);
+    packedWeights_ = std::make_unique<PackedLinearWeights>(weights, runtime.threads > 0 ? runtime.threads : availableCores());
+  }
 }
 
 InpFormerModel::~InpFormerModel() {
   trainer_.reset();
+  packedWeights_.reset();
   net_ = InpFormerNet(nullptr);
   blurKernel_ = torch::Tensor();
   releaseCachedTensorBlocks();
 }
 
+void InpFormerModel::unpackWeights() const {
+  if (packedWeights_) packedWeights_->unpackAll();
+}
+
 void InpFormerModel::loadWeights(const std::map<std::string, torch::Tensor>& tensors) {
+  unpackWeights();
   loadStateDict(*net_, tensors);
 }
 
@@ -73,14 +85,17 @@ torch::nn::Module& InpFormerModel::weightsOf(WeightScope scope) {
 }
 
 void InpFormerModel::checkWeights(const TensorShapes& shapes, WeightScope scope) {
+  unpackWeights();
   checkStateDict(weightsOf(scope), shapes);
 }
 
 void InpFormerModel::copyWeights(const std::map<std::string, torch::Tensor>& tensors, WeightScope scope) {
+  unpackWeights();
   copyIntoParameters(weightsOf(scope), tensors);
 }
 
 NamedTensors InpFormerModel::stateDict() const {
+  unpackWeights();
   NamedTensors out;
   for (const auto& kv : net_->named_parameters(true))
     out.emplace_back(kv.key(), kv.value().detach().to(torch::kCPU, torch::kFloat).contiguous());
@@ -115,6 +130,8 @@ InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeat
   c10::InferenceMode inference;
   OpenMpThreadCap smallJob(device_.is_cpu() && widestProduct(config_.encoder, images) < kSmallInference ? 1 : 0);
   BFloat16Products products(dtype_ == torch::kBFloat16);
+  // packed weights only while no training runs: its steps change the trainable ones
+  ActivePackedWeights packed(trainer_ ? nullptr : packedWeights_.get());
   net_->eval();
   auto out = net_->forward(toModelInput(images), /*withCoherence=*/withFeatures);
   const auto H = images.size(2), W = images.size(3);
@@ -138,6 +155,7 @@ InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeat
 }
 
 void InpFormerModel::beginTraining(const TrainOptions& options) {
+  unpackWeights();
   // A bfloat16 model trains float32 master weights (bfloat16 widens without loss) behind its
   // encoder; endTraining rounds them back.
   if (dtype_ != torch::kFloat) net_->castParameters(torch::kFloat, InpFormerNetImpl::Part::Trainable, false);
@@ -192,6 +210,7 @@ RuntimeInfo runtimeInfo() {
   info.threads = info.availableCores;
   info.cpuBf16Products = cpuBf16ProductsFast();
   info.bf16MatmulAvailable = info.cudaAvailable || info.cpuBf16Products;
+  info.cpuPackedWeights = packedProductsAvailable();
   info.parallelInfo = at::get_parallel_info();
   // Looked up, not linked: libtorch may sit on another BLAS.
   using Report = char* (*)();

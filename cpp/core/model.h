@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "inp_former.h"
+#include "packed_weights.h"
 #include "trainer.h"
 
 namespace inpformer {
@@ -67,6 +68,11 @@ class InpFormerModel {
   // they run on oneDNN's fast kernels.
   bool inferenceAvoidsBlas() const;
 
+  // Bytes and count of the linear weights now held packed (0 before the first inference, after
+  // stateDict or training, and for models whose weights are never packed).
+  int64_t packedWeightBytes() const { return packedWeights_ ? packedWeights_->packedBytes() : 0; }
+  size_t packedWeightCount() const { return packedWeights_ ? packedWeights_->packedCount() : 0; }
+
   const InpFormerConfig& config() const { return config_; }
   torch::Device device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }
@@ -75,6 +81,9 @@ class InpFormerModel {
   torch::Tensor toModelInput(const torch::Tensor& images) const;
   // The module whose parameters a scope's names address.
   torch::nn::Module& weightsOf(WeightScope scope);
+  // Every packed weight's plain values back in the network (packed_weights.h): before
+  // anything but inference reads or writes the weights.
+  void unpackWeights() const;
   InpFormerConfig config_;
   torch::Device device_;
   // A bfloat16 model on the CPU keeps only its linear layers' weights in bfloat16 and runs
@@ -85,6 +94,9 @@ class InpFormerModel {
   torch::ScalarType dtype_;  // the model's precision; the trainable part is float32 while a bfloat16 model trains
   InpFormerNet net_{nullptr};
   std::unique_ptr<Trainer> trainer_;
+  // A float32 CPU model's linear weights, packed for oneDNN at their first inference (none
+  // without oneDNN's packed API). Dropped and rebuilt freely: a cache of the weights.
+  std::unique_ptr<PackedLinearWeights> packedWeights_;
   torch::Tensor blurKernel_;
 };
 
@@ -99,6 +111,7 @@ struct RuntimeInfo {
   int availableCores = 0;
   bool bf16MatmulAvailable = false;
   bool cpuBf16Products = false;  // the CPU's bfloat16 products are fast: avx512_bf16 or AMX, through oneDNN
+  bool cpuPackedWeights = false;  // float32 models' linear weights are packed for oneDNN (packed_weights.h)
   std::string parallelInfo;
   // OpenBLAS's own report (empty under another BLAS): the kernel set it chose for this CPU
   // decides float32 summation orders, hence bit-level results (docs/parity.md).

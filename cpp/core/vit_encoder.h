@@ -85,7 +85,7 @@ class DinoVisionTransformerImpl : public torch::nn::Module {
   struct ResizedPositions {
     int64_t gridH = -1, gridW = -1;
     c10::Storage source;
-    uint32_t version = 0;
+    int64_t version = 0;
     torch::Tensor value;
   } resizedPositions_;
 };

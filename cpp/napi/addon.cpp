@@ -33,6 +33,7 @@ Napi::Value runtime(const Napi::CallbackInfo& info) {
   o.Set("availableCores", r.availableCores);
   o.Set("bf16MatmulAvailable", r.bf16MatmulAvailable);
   o.Set("cpuBf16Products", r.cpuBf16Products);
+  o.Set("cpuPackedWeights", r.cpuPackedWeights);
   o.Set("parallelInfo", r.parallelInfo);
   o.Set("defaultThreads", r.threads);
   o.Set("openblasCore", r.openblasCore);

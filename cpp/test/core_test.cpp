@@ -24,7 +24,9 @@
 #include "core/errors.h"
 #include "core/executor.h"
 #include "core/inp_former.h"
+#include "core/model.h"
 #include "core/optimizer.h"
+#include "core/packed_weights.h"
 #include "core/per_image.h"
 #include "core/trainer.h"
 #include "core/vit_encoder.h"
@@ -420,6 +422,18 @@ void resizedPositionsFollowTheTable() {
   check(torch::equal(encoder->interpolatePosEncoding(8, 12), freshResize(8, 12)), "a replaced table is resized again");
 }
 
+// Two steps of the reference recipe (warm-up, then the cosine's end).
+TrainOptions shortRun() {
+  TrainOptions o;
+  o.totalSteps = 2;
+  o.warmupSteps = 1;
+  o.learningRate = 1e-3;
+  o.finalLearningRate = 1e-4;
+  o.weightDecay = 1e-4;
+  o.gradClipNorm = 0.1;
+  return o;
+}
+
 // The exact float32 step runs on one OpenMP thread (its products are OpenBLAS's) and gives the
 // caller's count back, whatever mode ran.
 void trainingStepThreads() {
@@ -429,19 +443,101 @@ void trainingStepThreads() {
   for (bool oneDnn : {false, true}) {
     InpFormerNet net(referenceConfig());
     net->initTrainable(1);
-    TrainOptions o;
-    o.totalSteps = 2;
-    o.warmupSteps = 1;
-    o.learningRate = 1e-3;
-    o.finalLearningRate = 1e-4;
-    o.weightDecay = 1e-4;
-    o.gradClipNorm = 0.1;
+    auto o = shortRun();
     o.oneDnnProducts = oneDnn;
     Trainer trainer(net, o);
     const auto s = trainer.step(images);
     check(std::isfinite(s.loss) && at::get_num_threads() == 2,
           std::string("a training step gives the thread count back") + (oneDnn ? " (oneDNN products)" : " (exact)"));
   }
+}
+
+// oneDNN's packed weights (packed_weights.h): products bit-identical to dnnl_sgemm's from 48 rows
+// up and within rounding of at::linear below, the same on a capped thread count (a pack is laid
+// out for its threads); unpack gives the weight back bit for bit, -0.0 included; weights it could
+// not rebuild exactly, and small ones, stay plain.
+void packedWeights() {
+  if (!packedProductsAvailable()) {
+    std::cout << "skip packed weights: oneDNN's packed sgemm not found (" << cpuGemmBackend() << ")\n";
+    return;
+  }
+  torch::manual_seed(10);
+  torch::NoGradGuard noGrad;
+  at::set_num_threads(2);
+  const auto bits = [](const torch::Tensor& t) { return t.contiguous().view(torch::kInt); };
+  for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{1152, 384}, {384, 1536}, {300, 260}}) {
+    const auto n = shape.first, k = shape.second;
+    const auto name = std::to_string(n) + "x" + std::to_string(k);
+    auto w = torch::randn({n, k});
+    w[3][5] = -0.0;
+    w[7][1] = 0.0;
+    const auto b = torch::randn({n});
+    const auto packed = PackedWeight::pack(w, 2);
+    check(packed != nullptr && packed->bytes() >= w.nbytes(), name + ": packed (" + std::to_string(packed ? packed->bytes() : 0) + " bytes)");
+    if (!packed) continue;
+    for (int64_t m : {1, 6, 48, 261}) {
+      const auto x = torch::randn({m, k});
+      const auto y = packed->linear(x, b);
+      const auto plain = inpformer::linear(x, w, b);
+      const double rel = ((y - plain).abs().max() / plain.abs().max()).item<double>();
+      check(m >= 48 ? torch::equal(y, plain) : rel < 1e-5,
+            name + ", " + std::to_string(m) + " rows: packed product " + (m >= 48 ? "equals dnnl_sgemm's" : "within rounding (" + sci(rel) + ")"));
+      OpenMpThreadCap one(1);
+      check(torch::equal(packed->linear(x, b), y), name + ", " + std::to_string(m) + " rows: the same under a 1-thread cap");
+    }
+    check(torch::equal(bits(packed->unpack()), bits(w)), name + ": unpack gives the weight back bit for bit, -0.0 included");
+  }
+  auto infinite = torch::randn({512, 256});
+  infinite[2][2] = std::numeric_limits<float>::infinity();
+  auto subnormal = torch::randn({512, 256});
+  subnormal[2][2] = 1e-40F;
+  check(!PackedWeight::pack(infinite, 2) && !PackedWeight::pack(subnormal, 2) && !PackedWeight::pack(torch::randn({64, 64}), 2),
+        "a weight with an infinity or a subnormal, and a small one, stay plain");
+}
+
+// A float32 model packs its linear weights at its first inference, with the same results, and
+// gives them back bit for bit to stateDict and training, packing them again after.
+void packedModelWeights() {
+  if (!packedProductsAvailable()) return;
+  torch::manual_seed(11);
+  at::set_num_threads(2);
+  const auto cfg = upstreamConfig(256, 10, 4, 0);  // wide enough for its weights to be packed
+  InpFormerModel model(cfg, RuntimeOptions{"cpu", "float32", 2});
+  model.initTrainable(1);
+  const auto before = model.stateDict();
+  const auto images = torch::randn({2, 3, 56, 56});
+  InpFormerNet plain(cfg);  // the same weights, run without packs
+  {
+    std::map<std::string, torch::Tensor> tensors(before.begin(), before.end());
+    loadStateDict(*plain, tensors);
+    plain->eval();
+  }
+  const auto first = model.infer(images, /*withFeatures=*/true);
+  const auto count = model.packedWeightCount();
+  check(count > 0 && model.packedWeightBytes() > 0, "an inference packs the linear weights (" + std::to_string(count) + ", " +
+                                                         std::to_string(model.packedWeightBytes() >> 20) + " MiB)");
+  torch::Tensor plainDecoded;
+  {
+    c10::InferenceMode inference;
+    plainDecoded = plain->forward(images, false).de[1];
+  }
+  const double rel = ((first.decoderFeatures[1] - plainDecoded).abs().max() / plainDecoded.abs().max()).item<double>();
+  check(rel < 1e-5, "packed and plain products give the same decoder features (rel " + sci(rel) + ")");
+  check(torch::equal(model.infer(images, false).scores, first.scores), "a second inference gives the same scores");
+  const auto after = model.stateDict();
+  bool same = after.size() == before.size() && model.packedWeightCount() == 0;
+  for (size_t i = 0; same && i < after.size(); ++i)
+    same = after[i].first == before[i].first && torch::equal(after[i].second.view(torch::kInt), before[i].second.view(torch::kInt));
+  check(same, "stateDict unpacks every weight, bit for bit");
+  check(torch::equal(model.infer(images, false).scores, first.scores) && model.packedWeightCount() == count,
+        "inference packs them again, with the same scores");
+  model.beginTraining(shortRun());
+  check(model.packedWeightCount() == 0 && std::isfinite(model.trainStep(images).loss) && std::isfinite(model.trainStep(images).loss),
+        "training unpacks and steps");
+  model.endTraining();
+  const auto trained = model.infer(images, false);
+  check(model.packedWeightCount() == count, "after training, inference packs the weights again");
+  check(!torch::equal(trained.scores, first.scores), "with the trained values (other scores)");
 }
 
 int main() {
@@ -463,6 +559,8 @@ int main() {
     topRatioScoreAsSorted();
     trainingStepThreads();
     resizedPositionsFollowTheTable();
+    packedWeights();
+    packedModelWeights();
   } catch (const std::exception& e) {
     std::cout << "FAIL " << e.what() << "\n";
     ++failures;

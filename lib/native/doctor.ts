@@ -73,7 +73,7 @@ export function formatDoctorReport(d: DoctorReport): string {
       `binary:           ${r.binary.file} (${r.binary.kind})`,
       `libtorch loaded:  ${r.libtorch.version} from ${r.libtorch.path ?? '?'}`,
       `BLAS:             ${r.blas.library ?? 'none mapped'}${r.blas.openblasCore ? ` (OpenBLAS ${r.blas.openblasCore} kernels)` : ''}`,
-      `CPU products:     ${r.cpuGemm} (float32, inference and the frozen encoder)`,
+      `CPU products:     ${r.cpuGemm}${r.cpuPackedWeights ? ', packed weights' : ''} (float32, inference and the frozen encoder)`,
       `threads:          ${r.threads} by default (cores this process may use)`,
       `CUDA:             ${r.cudaAvailable ? `${r.cudaDeviceCount} device(s)` : 'not available'}`,
       `bf16 matmul:      ${yes(r.bf16)}`,

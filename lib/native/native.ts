@@ -32,6 +32,7 @@ export interface NativeRuntime {
   openblasCore: string;
   openblasConfig: string;
   cpuGemm: string;
+  cpuPackedWeights: boolean;
   tensorCache: boolean;
   cachedTensorBytes: number;
 }

@@ -26,6 +26,12 @@ export interface RuntimeInfo {
    */
   cpuGemm: string;
   /**
+   * whether float32 CPU models keep their linear weights in oneDNN's packed layout once they have
+   * inferred (packed once instead of on every product; rebuilt exactly for save, export and
+   * training). INP_FORMER_CPU_GEMM=sgemm turns it off
+   */
+  cpuPackedWeights: boolean;
+  /**
    * freed CPU tensor blocks of 1 MiB or more kept for the next call (no page faults, no zeroing):
    * whether the cache is on (INP_FORMER_TENSOR_CACHE=0 turns it off) and the bytes it holds now
    */
@@ -96,6 +102,7 @@ export function runtime(): RuntimeInfo {
       openblasConfig: r.openblasConfig || null,
     },
     cpuGemm: r.cpuGemm,
+    cpuPackedWeights: r.cpuPackedWeights,
     tensorCache: { enabled: r.tensorCache, cachedBytes: r.cachedTensorBytes },
     cpu: cpuInfo(),
     cudaAvailable: r.cudaAvailable,
