@@ -4,12 +4,14 @@
 # C++ symbols present in both oneDNN 2.6 and 3.7 as Debian ships them), which packs the weight
 # once. This times both on the encoder's linear layers (y = x W^T, x [M, K], W [N, K]) with the
 # threads libgomp is given, checks that the results are bit-identical, and reports the packed
-# weight's size against the plain one. Not wired into the package: the packed copy costs memory
-# (1.0-1.4x each weight, kept beside the plain weights that save, export and training need), see
-# docs/benchmarks.md. A pack records the thread partition it was made for and oneDNN's driver
-# computes with that partition whatever the count at the call (fewer threads take its slices in
-# turn); checked against plain products for 7 shapes, packed with 1 or 2 threads and computed
-# with the other, M from 1 to 2088, with guard bytes after the pack (2026-12-03).
+# weight's size against the plain one. The package packs this way since 85494ad
+# (cpp/core/packed_weights.cpp, which drops the plain weight and rebuilds it exactly when needed).
+# Two things found there that this script does not exercise: a pack is laid out for the threads
+# present when it is made, and oneDNN's driver, which takes that partition as given, sizes its
+# per-thread state by the threads present at the call, so computing with fewer threads gave wrong
+# results or hung (the package computes on the pack's own count); and sgemm_pack_get_size crashed
+# when told of 6 rows (the package sizes packs for 8192, which also avoids a third of padding on
+# some shapes).
 #   OMP_NUM_THREADS=2 /usr/bin/python3 bench/onednn-packed.py [path/to/libdnnl.so]
 import ctypes
 import sys

@@ -166,10 +166,12 @@ function main() {
   return { threads, rows };
 }
 
+module.exports = { CONFIGS, PY, RUN, exportFor };
+
 if (process.argv[2] === '--node-child') nodeChild(process.argv.slice(3));
 else if (process.argv[2] === '--train-child') trainChild(process.argv.slice(3));
 else if (process.argv[2] === '--ort-child') ortChild(process.argv.slice(3));
-else {
+else if (require.main === module) {
   const r = main();
   console.log(JSON.stringify(r));
 }

@@ -1,7 +1,7 @@
 // packed_weights.cpp - oneDNN's packed sgemm, looked up next to libtorch as dnnl_sgemm is.
 #include "packed_weights.h"
 
-#include <cfloat>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -60,6 +60,23 @@ constexpr int64_t kPackRows = 8192;
 // each inference on one thread, see model.cpp) and repacking them per call costs little.
 constexpr int64_t kSmallestPacked = int64_t{1} << 16;
 
+// unpack() rebuilds a value as w * 1 plus exact zeros: exact for every finite normal value and
+// +0.0, not for infinities (inf * 0) or NaNs, nor subnormals under a flush-to-zero mode; -0.0
+// comes back +0.0, so where they are is kept. One pass over W's bits (a ViT-B's weights took
+// over a second in tensor ops that each made a temporary of the weight's size).
+bool exactlyRebuildable(const torch::Tensor& w, std::vector<int64_t>& negativeZeros) {
+  const auto* values = w.data_ptr<float>();
+  for (int64_t i = 0, n = w.numel(); i < n; ++i) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, values + i, sizeof bits);
+    const uint32_t exponent = bits & 0x7F800000U;
+    if (exponent == 0x7F800000U) return false;                        // infinity or NaN
+    if (exponent == 0 && (bits & 0x007FFFFFU) != 0) return false;     // subnormal
+    if (bits == 0x80000000U) negativeZeros.push_back(i);
+  }
+  return true;
+}
+
 }  // namespace
 
 // out [M, N] = x W^T + beta * out through the pack, on exactly the threads it was laid out for:
@@ -81,10 +98,8 @@ std::unique_ptr<PackedWeight> PackedWeight::pack(const torch::Tensor& weight, in
     return nullptr;
   }
   auto w = weight.detach().contiguous();
-  // unpack() rebuilds a value as w * 1 plus zeros: exact for every finite normal value and
-  // zero, not for infinities (inf * 0) or NaNs, and subnormals would flush under a
-  // flush-to-zero mode
-  if (!torch::isfinite(w).all().item<bool>() || (w.ne(0) & w.abs().lt(FLT_MIN)).any().item<bool>()) return nullptr;
+  std::vector<int64_t> negativeZeros;
+  if (!exactlyRebuildable(w, negativeZeros)) return nullptr;
   std::unique_ptr<PackedWeight> p(new PackedWeight());
   p->n_ = w.size(0);
   p->k_ = w.size(1);
@@ -97,7 +112,7 @@ std::unique_ptr<PackedWeight> PackedWeight::pack(const torch::Tensor& weight, in
   p->buffer_ = torch::empty({static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}, torch::kFloat);
   check(api.pack("A", "T", "N", &p->n_, &kPackRows, &p->k_, &p->k_, &p->k_, w.data_ptr<float>(), p->buffer_.data_ptr<float>()),
         "sgemm_pack");
-  p->negativeZeros_ = (w.eq(0) & torch::signbit(w)).view(-1).nonzero().view(-1);
+  p->negativeZeros_ = torch::tensor(negativeZeros, torch::kLong);
   return p;
 }
 

@@ -491,8 +491,11 @@ void packedWeights() {
   infinite[2][2] = std::numeric_limits<float>::infinity();
   auto subnormal = torch::randn({512, 256});
   subnormal[2][2] = 1e-40F;
-  check(!PackedWeight::pack(infinite, 2) && !PackedWeight::pack(subnormal, 2) && !PackedWeight::pack(torch::randn({64, 64}), 2),
-        "a weight with an infinity or a subnormal, and a small one, stay plain");
+  auto nan = torch::randn({512, 256});
+  nan[5][3] = std::numeric_limits<float>::quiet_NaN();
+  check(!PackedWeight::pack(infinite, 2) && !PackedWeight::pack(nan, 2) && !PackedWeight::pack(subnormal, 2) &&
+            !PackedWeight::pack(torch::randn({64, 64}), 2),
+        "a weight with an infinity, a NaN or a subnormal, and a small one, stay plain");
 }
 
 // A float32 model packs its linear weights at its first inference, with the same results, and
