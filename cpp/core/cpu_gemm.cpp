@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
+#include "activations.h"
 #include "packed_weights.h"
 
 namespace inpformer {
@@ -302,6 +303,71 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
     for (int64_t i = begin; i < end; ++i) {
       check(sgemmCall(la.trans, lb.trans, M, N, K, pa + offA[static_cast<size_t>(i)], la.ld, pb + offB[static_cast<size_t>(i)],
                       lb.ld, 0.0F, pc + i * M * N, N));
+    }
+  });
+  return out;
+}
+
+}  // namespace inpformer
+
+namespace inpformer {
+namespace {
+
+// Query rows per block of softmaxAttention: a head's whole matrix when the heads give every thread
+// two or more, else fewer rows so that they do. Blocks of 48 rows or fewer made its products up to
+// 2x slower in ViT-B/392 (oneDNN repacks k and v for every block) with no gain from the scores
+// staying in cache. A block is a multiple of 48 rows, the rows of oneDNN's AVX-512 sgemm panels
+// (16 for AVX2's): it starts where a panel of the whole product would, so each score is summed in
+// the same order and the result is that of the unblocked path, bit for bit.
+constexpr int64_t kPanelRows = 48;
+int64_t attentionRows(int64_t queries, int64_t matrices) {
+  const int64_t threads = std::max(1, openMpThreads());
+  const int64_t blocksWanted = (2 * threads + matrices - 1) / matrices;
+  if (blocksWanted <= 1) return queries;
+  const int64_t rows = (queries + blocksWanted - 1) / blocksWanted;
+  return std::max<int64_t>(1, (rows + kPanelRows - 1) / kPanelRows) * kPanelRows;
+}
+
+}  // namespace
+
+torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t rowsPerBlock) {
+  const auto B = q.size(0), H = q.size(1), N = q.size(2), d = q.size(3);
+  const auto Nk = k.size(2);
+  Layout lq{}, lk{}, lv{};
+  const bool blocked = !inBFloat16(q) && eligible({&q, &k, &v}) && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 &&
+                       k.size(0) == B && v.size(0) == B && k.size(1) == H && v.size(1) == H && k.size(3) == d &&
+                       v.size(2) == Nk && v.size(3) == d && layoutOf(N, d, q.stride(2), q.stride(3), lq) && lq.trans == 'N' &&
+                       layoutOf(Nk, d, k.stride(2), k.stride(3), lk) && lk.trans == 'N' &&
+                       layoutOf(Nk, d, v.stride(2), v.stride(3), lv) && lv.trans == 'N' && N > 0 && Nk > 0 && d > 0;
+  // INP_FORMER_ATTENTION=whole keeps the unblocked path, for comparisons
+  static const bool wholeMatrices = [] {
+    const char* choice = std::getenv("INP_FORMER_ATTENTION");
+    return choice != nullptr && std::strcmp(choice, "whole") == 0;
+  }();
+  if (!blocked || (wholeMatrices && rowsPerBlock == 0)) {
+    auto attn = softmaxLastDim(batchedMatmul(q, k.transpose(-2, -1)));
+    return batchedMatmul(attn, v).transpose(1, 2).reshape({B, N, H * d});
+  }
+  RECORD_FUNCTION("oneDNN attention (blocked)", std::vector<c10::IValue>());
+  const int64_t rows = rowsPerBlock > 0 ? std::min(rowsPerBlock, N) : std::min(attentionRows(N, B * H), N);
+  const int64_t blocks = (N + rows - 1) / rows;
+  auto out = torch::empty({B, N, H * d}, q.options());
+  const float* pq = q.data_ptr<float>();
+  const float* pk = k.data_ptr<float>();
+  const float* pv = v.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, B * H * blocks, 1, [&](int64_t begin, int64_t end) {
+    auto scores = torch::empty({rows, Nk}, q.options());  // this worker's, reused block after block
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t matrix = task / blocks, b = matrix / H, h = matrix % H;
+      const int64_t first = (task % blocks) * rows, count = std::min(rows, N - first);
+      auto block = scores.narrow(0, 0, count);
+      float* ps = block.data_ptr<float>();
+      check(sgemmCall('N', 'T', count, Nk, d, pq + b * q.stride(0) + h * q.stride(1) + first * lq.ld, lq.ld,
+                      pk + b * k.stride(0) + h * k.stride(1), lk.ld, 0.0F, ps, Nk));
+      at::_softmax_out(block, block, -1, false);
+      check(sgemmCall('N', 'N', count, d, Nk, ps, Nk, pv + b * v.stride(0) + h * v.stride(1), lv.ld, 0.0F,
+                      po + (b * N + first) * H * d + h * d, H * d));
     }
   });
   return out;

@@ -84,4 +84,17 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 // transposed view), through oneDNN when nothing needs a gradient, in bfloat16 under BFloat16Products.
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
 
+// softmax(q k^T) v for q [B, H, N, d] and k, v [B, H, Nk, d] (views of a qkv product, rows of
+// each head's matrix contiguous), heads merged: [B, N, H * d]. Without gradients on oneDNN, each
+// OpenMP worker takes a head (or a block of its query rows) through both products and the softmax
+// in its own scores buffer, and writes the result in its place among the merged heads: the
+// [B, H, N, Nk] scores (30 MB at ViT-B/392, 13 MB at ViT-S/224 batch 8) and the transposing copy
+// after them are never made. Blocks start where the sgemm's own row panels would, so the values
+// are those of the unblocked batchedMatmul / softmax / batchedMatmul (core_test checks it), which
+// it falls back to with gradients, in bfloat16, without oneDNN, or with INP_FORMER_ATTENTION=whole
+// (for comparisons). rowsPerBlock 0 chooses the blocks; other heights are for tests (one not a
+// multiple of 48 rounds a few scores differently).
+torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               int64_t rowsPerBlock = 0);
+
 }  // namespace inpformer

@@ -28,9 +28,7 @@ torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   auto q = qkvOut[0] * scale;
   auto k = qkvOut[1];
   auto v = qkvOut[2];
-  auto attn = softmaxLastDim(batchedMatmul(q, k.transpose(-2, -1)));
-  auto out = batchedMatmul(attn, v).transpose(1, 2).reshape({B, N, C});
-  return linear(proj, out);
+  return linear(proj, softmaxAttention(q, k, v));
 }
 
 ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden, bool useSwiglu) : swiglu(useSwiglu) {
