@@ -308,9 +308,6 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   return out;
 }
 
-}  // namespace inpformer
-
-namespace inpformer {
 namespace {
 
 // Query rows per block of softmaxAttention: a head's whole matrix when the heads give every thread
@@ -331,14 +328,17 @@ int64_t attentionRows(int64_t queries, int64_t matrices) {
 }  // namespace
 
 torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t rowsPerBlock) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "softmaxAttention takes [B, H, N, d] q, k and v");
   const auto B = q.size(0), H = q.size(1), N = q.size(2), d = q.size(3);
   const auto Nk = k.size(2);
   Layout lq{}, lk{}, lv{};
-  const bool blocked = !inBFloat16(q) && eligible({&q, &k, &v}) && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 &&
-                       k.size(0) == B && v.size(0) == B && k.size(1) == H && v.size(1) == H && k.size(3) == d &&
-                       v.size(2) == Nk && v.size(3) == d && layoutOf(N, d, q.stride(2), q.stride(3), lq) && lq.trans == 'N' &&
-                       layoutOf(Nk, d, k.stride(2), k.stride(3), lk) && lk.trans == 'N' &&
-                       layoutOf(Nk, d, v.stride(2), v.stride(3), lv) && lv.trans == 'N' && N > 0 && Nk > 0 && d > 0;
+  // each head's rows must be plain row-major matrices (any row stride) for the sgemm calls below
+  const auto rowMajor = [](const torch::Tensor& t, Layout& layout) {
+    return layoutOf(t.size(2), t.size(3), t.stride(2), t.stride(3), layout) && layout.trans == 'N';
+  };
+  const bool blocked = !inBFloat16(q) && eligible({&q, &k, &v}) && k.size(0) == B && v.size(0) == B && k.size(1) == H &&
+                       v.size(1) == H && k.size(3) == d && v.size(2) == Nk && v.size(3) == d && N > 0 && Nk > 0 && d > 0 &&
+                       rowMajor(q, lq) && rowMajor(k, lk) && rowMajor(v, lv);
   // INP_FORMER_ATTENTION=whole keeps the unblocked path, for comparisons
   static const bool wholeMatrices = [] {
     const char* choice = std::getenv("INP_FORMER_ATTENTION");

@@ -286,6 +286,12 @@ void blockedAttention() {
       same = same && blocked.sizes() == whole.sizes() && torch::equal(blocked, whole);
     }
     check(same, "blocked attention equals the whole-matrix path bit for bit (automatic, 48, 96, 144, 400 rows)");
+    // one head: fewer heads than threads, so the automatic choice splits it into panel blocks
+    at::set_num_threads(2);
+    auto one = torch::randn({1, 261, 3, 1, 64}).permute({2, 0, 3, 1, 4});
+    auto q1 = one[0] * 0.125;
+    const auto whole1 = batchedMatmul(softmaxLastDim(batchedMatmul(q1, one[1].transpose(-2, -1))), one[2]).transpose(1, 2).reshape({1, 261, 64});
+    check(torch::equal(softmaxAttention(q1, one[1], one[2]), whole1), "a single head split for 2 threads too");
     double worst = 0;
     for (const int64_t rows : {1, 7, 16, 83}) worst = std::max(worst, rel(softmaxAttention(q, k, v, rows), whole));
     check(worst < 1e-6, "other heights round within float32 (rel " + sci(worst) + ")");
