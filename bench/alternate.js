@@ -13,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { parseArgs } = require('node:util');
-const { CONFIGS, PY, RUN, exportFor } = require('./side-by-side');
+const { CONFIGS, rowFiles, exportFor } = require('./side-by-side');
 
 const { values } = parseArgs({
   options: {
@@ -40,11 +40,7 @@ const child = (args, env) => JSON.parse(execFileSync(process.execPath, [path.joi
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inp-former-alternate-'));
 const lines = [];
 for (const c of rows) {
-  const weights = path.join(dir, `w-${c.dim}-${c.registers}.pth`);
-  const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
-  if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
-  execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
-  const onnx = path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`);
+  const { weights, input, onnx } = rowFiles(dir, c);
   const withOrt = values.ort && !c.train;
   if (withOrt) exportFor(weights, c.batch, c.size, onnx);
   const cells = settings.map(() => ({ speeds: [], rss: [] }));

@@ -91,6 +91,15 @@ async function ortChild([weights, input, batch, size, iters, threads]) {
   process.stdout.write(JSON.stringify({ imagesPerSecond: batch / times[Math.floor(times.length / 2)], peakRssMiB: process.resourceUsage().maxRSS / 1024, scores: [...scores] }));
 }
 
+/** A row's random weights (made once per encoder shape in `dir`), its input, and where its ONNX export goes. */
+function rowFiles(dir, c) {
+  const weights = path.join(dir, `w-${c.dim}-${c.registers}.pth`);
+  const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
+  if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
+  execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
+  return { weights, input, onnx: path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`) };
+}
+
 /** Our model of `weights` exported to ONNX at the row's batch and size (done in a child: its memory is not the bench's). */
 function exportFor(weights, batch, size, file) {
   execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..'))}).InpFormer.load(${JSON.stringify(weights)}, { imageSize: ${size}, cropSize: ${size} })
@@ -111,11 +120,7 @@ function main() {
   const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
   const configs = process.argv.includes('--quick') ? CONFIGS.slice(0, 1) : CONFIGS.filter((c) => !only || c.name.includes(only));
   for (const c of configs) {
-    const weights = path.join(dir, `w-${c.dim}-${c.registers}.pth`);
-    const input = path.join(dir, `x-${c.batch}-${c.size}.f32`);
-    if (!fs.existsSync(weights)) execFileSync(PY, [RUN, 'weights', weights, '--dim', c.dim, '--depth', c.depth, '--heads', c.heads, '--registers', c.registers].map(String));
-    execFileSync(PY, [RUN, 'input', input, '--batch', c.batch, '--size', c.size].map(String));
-    const onnx = path.join(dir, `m-${c.dim}-${c.registers}-${c.batch}-${c.size}.onnx`);
+    const { weights, input, onnx } = rowFiles(dir, c);
     const precision = c.precision ?? 'float32';
     const withOrt = !c.train && precision === 'float32';
     if (withOrt) exportFor(weights, c.batch, c.size, onnx);
@@ -166,7 +171,7 @@ function main() {
   return { threads, rows };
 }
 
-module.exports = { CONFIGS, PY, RUN, exportFor };
+module.exports = { CONFIGS, rowFiles, exportFor };
 
 if (process.argv[2] === '--node-child') nodeChild(process.argv.slice(3));
 else if (process.argv[2] === '--train-child') trainChild(process.argv.slice(3));
