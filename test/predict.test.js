@@ -3,6 +3,7 @@
 const test = require('ava');
 const fs = require('node:fs');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const sharp = require('sharp');
 const { InpFormer, InvalidArgumentError, ImageDecodeError, AbortError } = require('..');
 const { FIXTURES, FIXTURE, tmpdir } = require('./helpers');
@@ -77,6 +78,32 @@ test('concurrent predict calls are micro-batched natively', async (t) => {
   t.is(batches.reduce((a, b) => a + b, 0), files.length);
   together.forEach((p, i) => t.true(Math.abs(p.score - single[i]) < 1e-5));
   await model.dispose();
+});
+
+// A CPU batch runs in chunks of whole images (cpp/core/model.h, INP_FORMER_CPU_BATCH_MIB): 8
+// images of this model at 112 px take 65 KiB each in their widest activation, so 0.2 MiB gives
+// chunks of 3, 3 and 2; 0 runs the batch whole. Each in a process of its own (the budget is read once).
+test('a CPU batch run in chunks gives the scores and maps of the batch run whole', (t) => {
+  const child = `const { InpFormer } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    InpFormer.load(${JSON.stringify(trained)}).then(async (m) => {
+      const x = new Float32Array(8 * 3 * 112 * 112).map((_, i) => Math.sin(i / 5) * 2);
+      const r = await m.inferTensor(x, [8, 3, 112, 112]);
+      const one = await m.inferTensor(x.subarray(5 * 3 * 112 * 112, 6 * 3 * 112 * 112), [1, 3, 112, 112]);
+      process.stdout.write(JSON.stringify({ scores: [...r.scores], maps: Buffer.from(r.anomalyMaps.buffer).toString('base64'), sixth: one.scores[0] }));
+      await m.dispose();
+    });`;
+  const run = (mib) => JSON.parse(execFileSync(process.execPath, ['-e', child], { env: { ...process.env, INP_FORMER_CPU_BATCH_MIB: mib }, encoding: 'utf8' }));
+  const whole = run('0');
+  const chunked = run('0.2');
+  const maps = (r) => new Float32Array(Buffer.from(r.maps, 'base64').buffer.slice(0));
+  const [a, b] = [maps(chunked), maps(whole)];
+  const worst = Math.max(...a.map((v, i) => Math.abs(v - b[i]) / Math.abs(b[i])));
+  t.log(`maps chunked against whole: max relative difference ${worst.toExponential(1)}`);
+  t.is(a.length, 8 * 112 * 112);
+  t.true(worst < 1e-6, 'the same maps but for the last bits of a product over fewer rows');
+  t.true(Math.max(...chunked.scores.map((s, i) => Math.abs(s - whole.scores[i]) / Math.abs(whole.scores[i]))) < 1e-6, 'the same scores, in order');
+  t.is(new Set(whole.scores).size, 8, 'eight different images');
+  t.true(Math.abs(chunked.scores[5] - chunked.sixth) <= 1e-6 * Math.abs(chunked.sixth), 'image 6 scores as it does alone');
 });
 
 test('calibrate sets F1-max thresholds; predictions get labels and masks; thresholds survive save/load', async (t) => {

@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -117,15 +119,59 @@ namespace {
 // at batch 8 (34M) and wider gain from two.
 constexpr int64_t kSmallInference = int64_t{1} << 24;
 
+int64_t tokensPerImage(const EncoderConfig& e, const torch::Tensor& images) {
+  return (images.size(2) / e.patchSize) * (images.size(3) / e.patchSize) + 1 + e.numRegisterTokens;
+}
+
 int64_t widestProduct(const EncoderConfig& e, const torch::Tensor& images) {
   if (images.dim() != 4) return 0;  // refused by toModelInput
-  const auto tokens = (images.size(2) / e.patchSize) * (images.size(3) / e.patchSize) + 1 + e.numRegisterTokens;
-  return images.size(0) * tokens * e.embedDim * e.mlpHiddenDim;
+  return images.size(0) * tokensPerImage(e, images) * e.embedDim * e.mlpHiddenDim;
 }
 
 }  // namespace
 
+int64_t cpuBatchChunkBytes() {
+  static const int64_t bytes = [] {
+    const char* mib = std::getenv("INP_FORMER_CPU_BATCH_MIB");
+    char* end = nullptr;
+    const double value = mib != nullptr ? std::strtod(mib, &end) : -1.0;
+    if (mib == nullptr || end == mib || *end != '\0' || !(value >= 0.0) || value > 1e6) return kCpuBatchChunkBytes;
+    return static_cast<int64_t>(value * 1048576.0);
+  }();
+  return bytes;
+}
+
+std::vector<int64_t> batchChunks(const EncoderConfig& e, int64_t batch, int64_t height, int64_t width, int64_t budgetBytes) {
+  const auto tokens = (height / e.patchSize) * (width / e.patchSize) + 1 + e.numRegisterTokens;
+  const auto perImage = std::max<int64_t>(1, tokens * e.mlpHiddenDim) * static_cast<int64_t>(sizeof(float));
+  if (budgetBytes <= 0 || batch <= 1 || perImage * batch <= budgetBytes) return {batch};
+  const auto most = std::max<int64_t>(1, budgetBytes / perImage);
+  const auto count = (batch + most - 1) / most;
+  std::vector<int64_t> sizes;
+  for (int64_t i = 0; i < count; ++i) sizes.push_back(batch / count + (i < batch % count ? 1 : 0));
+  return sizes;
+}
+
 InferenceResult InpFormerModel::infer(const torch::Tensor& images, bool withFeatures) {
+  // The features report's coherence loss is a mean over the whole batch: run that whole.
+  if (images.dim() != 4 || !device_.is_cpu() || withFeatures) return inferBatch(images, withFeatures);
+  const auto sizes = batchChunks(config_.encoder, images.size(0), images.size(2), images.size(3), cpuBatchChunkBytes());
+  if (sizes.size() <= 1) return inferBatch(images, withFeatures);
+  std::vector<torch::Tensor> scores, maps;
+  int64_t first = 0;
+  for (const auto count : sizes) {
+    auto part = inferBatch(images.narrow(0, first, count), false);
+    first += count;
+    scores.push_back(std::move(part.scores));
+    maps.push_back(std::move(part.anomalyMaps));
+  }
+  InferenceResult r;
+  r.scores = torch::cat(scores);
+  r.anomalyMaps = torch::cat(maps);
+  return r;
+}
+
+InferenceResult InpFormerModel::inferBatch(const torch::Tensor& images, bool withFeatures) {
   // no autograd bookkeeping at all (version counters, view tracking), not just no graph
   c10::InferenceMode inference;
   OpenMpThreadCap smallJob(device_.is_cpu() && widestProduct(config_.encoder, images) < kSmallInference ? 1 : 0);

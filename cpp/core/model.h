@@ -30,6 +30,24 @@ struct InferenceResult {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
+// A CPU batch's inference runs in chunks of whole images, so that its activations stay bounded:
+// at most kCpuBatchChunkBytes in the widest one (a block's MLP hidden layer) unless one image
+// alone needs more. A batch of 8 at 392 px peaked at 544 against 685 MiB run whole (ViT-S/14;
+// ViT-B/14: 1,139 against 1,272) at the same speed, scores within 1e-6 (the products' last bits
+// over fewer rows); on some hours a whole batch of 8 at 392 px ran 17-36% slower per image than
+// single images, and the chunks avoid that. At 224 px a ViT-S batch of 8 (12.8 MB) stays whole:
+// it is the fastest per image there (docs/benchmarks.md).
+constexpr int64_t kCpuBatchChunkBytes = int64_t{13} << 20;
+
+// The budget in bytes: kCpuBatchChunkBytes, or INP_FORMER_CPU_BATCH_MIB (MiB, fractions allowed;
+// 0 runs every batch whole) read once.
+int64_t cpuBatchChunkBytes();
+
+// The chunks' sizes, in order: the whole batch when it fits budgetBytes (or the budget is 0),
+// else as few chunks as fit it, as even as can be, at least one image each (8 images of which 3
+// fit: 3, 3, 2; 7: 3, 2, 2).
+std::vector<int64_t> batchChunks(const EncoderConfig& e, int64_t batch, int64_t height, int64_t width, int64_t budgetBytes);
+
 class InpFormerModel {
  public:
   InpFormerModel(const InpFormerConfig& config, const RuntimeOptions& runtime);
@@ -52,7 +70,9 @@ class InpFormerModel {
   // Every parameter, upstream names and order, float32 CPU copies.
   NamedTensors stateDict() const;
 
-  // images: [B, 3, H, W] float32 CPU, normalised.
+  // images: [B, 3, H, W] float32 CPU, normalised. On the CPU a batch without features runs in
+  // the chunks batchChunks(..., cpuBatchChunkBytes()) gives, one after the other, and their
+  // results are joined.
   InferenceResult infer(const torch::Tensor& images, bool withFeatures);
 
   // Training. beginTraining builds the optimiser for a run of totalSteps; trainStep runs one.
@@ -79,6 +99,8 @@ class InpFormerModel {
 
  private:
   torch::Tensor toModelInput(const torch::Tensor& images) const;
+  // infer() for a batch run whole.
+  InferenceResult inferBatch(const torch::Tensor& images, bool withFeatures);
   // The module whose parameters a scope's names address.
   torch::nn::Module& weightsOf(WeightScope scope);
   // Every packed weight's plain values back in the network (packed_weights.h): before

@@ -329,6 +329,23 @@ void inPlaceActivations() {
   check(w.grad().defined(), "and autograd flows through them");
 }
 
+// A CPU batch's chunks (model.h): whole when it fits the budget, else as few and as even as fit.
+void batchChunkSizes() {
+  using Sizes = std::vector<int64_t>;
+  const auto s = upstreamConfig(384, 12, 6, 4).encoder, b = upstreamConfig(768, 12, 12, 4).encoder;
+  check(batchChunks(s, 8, 224, 224, kCpuBatchChunkBytes) == Sizes{8}, "ViT-S/224 batch 8 (12.8 MB hidden) runs whole");
+  check(batchChunks(s, 8, 392, 392, kCpuBatchChunkBytes) == Sizes{2, 2, 2, 2}, "ViT-S/392 batch 8 runs by 2 (4.8 MB an image)");
+  check(batchChunks(b, 8, 392, 392, kCpuBatchChunkBytes) == Sizes(8, 1), "ViT-B/392 batch 8 runs by 1 (9.7 MB an image)");
+  check(batchChunks(b, 8, 224, 224, kCpuBatchChunkBytes) == Sizes{4, 4}, "ViT-B/224 batch 8 runs by 4");
+  const int64_t three = 3 * (16 * 16 + 1 + 4) * 1536 * 4;  // 3 ViT-S reg4 images at 224 px
+  check(batchChunks(s, 8, 224, 224, three) == Sizes{3, 3, 2} && batchChunks(s, 7, 224, 224, three) == Sizes{3, 2, 2} &&
+            batchChunks(s, 6, 224, 224, three) == Sizes{3, 3} && batchChunks(s, 4, 224, 224, three) == Sizes{2, 2},
+        "as few chunks as fit, as even as can be: 8 -> 3 3 2, 7 -> 3 2 2, 6 -> 3 3, 4 -> 2 2");
+  check(batchChunks(s, 5, 392, 392, 1) == Sizes(5, 1) && batchChunks(s, 5, 392, 392, 0) == Sizes{5} &&
+            batchChunks(s, 1, 392, 392, 1) == Sizes{1},
+        "an image that alone exceeds the budget runs alone; budget 0 runs the batch whole");
+}
+
 // forward() sums the encoder's layers as the blocks produce them (each layer freed once taken):
 // the same means as stacking every target layer and averaging each group in its order, for
 // target layers and groups in any order and overlapping; without the coherence loss too.
@@ -598,6 +615,7 @@ int main() {
     inPlaceActivations();
     blockedAttention();
     streamedEncoderMeans();
+    batchChunkSizes();
     perImageConvolutions();
     topRatioScoreAsSorted();
     trainingStepThreads();
