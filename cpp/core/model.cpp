@@ -119,13 +119,13 @@ namespace {
 // at batch 8 (34M) and wider gain from two.
 constexpr int64_t kSmallInference = int64_t{1} << 24;
 
-int64_t tokensPerImage(const EncoderConfig& e, const torch::Tensor& images) {
-  return (images.size(2) / e.patchSize) * (images.size(3) / e.patchSize) + 1 + e.numRegisterTokens;
+int64_t tokensPerImage(const EncoderConfig& e, int64_t height, int64_t width) {
+  return (height / e.patchSize) * (width / e.patchSize) + 1 + e.numRegisterTokens;
 }
 
 int64_t widestProduct(const EncoderConfig& e, const torch::Tensor& images) {
   if (images.dim() != 4) return 0;  // refused by toModelInput
-  return images.size(0) * tokensPerImage(e, images) * e.embedDim * e.mlpHiddenDim;
+  return images.size(0) * tokensPerImage(e, images.size(2), images.size(3)) * e.embedDim * e.mlpHiddenDim;
 }
 
 }  // namespace
@@ -142,8 +142,7 @@ int64_t cpuBatchChunkBytes() {
 }
 
 std::vector<int64_t> batchChunks(const EncoderConfig& e, int64_t batch, int64_t height, int64_t width, int64_t budgetBytes) {
-  const auto tokens = (height / e.patchSize) * (width / e.patchSize) + 1 + e.numRegisterTokens;
-  const auto perImage = std::max<int64_t>(1, tokens * e.mlpHiddenDim) * static_cast<int64_t>(sizeof(float));
+  const auto perImage = std::max<int64_t>(1, tokensPerImage(e, height, width) * e.mlpHiddenDim) * static_cast<int64_t>(sizeof(float));
   if (budgetBytes <= 0 || batch <= 1 || perImage * batch <= budgetBytes) return {batch};
   const auto most = std::max<int64_t>(1, budgetBytes / perImage);
   const auto count = (batch + most - 1) / most;

@@ -32,8 +32,8 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // A CPU batch's inference runs in chunks of whole images, so that its activations stay bounded:
 // at most kCpuBatchChunkBytes in the widest one (a block's MLP hidden layer) unless one image
-// alone needs more. A batch of 8 at 392 px peaked at 544 against 685 MiB run whole (ViT-S/14;
-// ViT-B/14: 1,139 against 1,272) at the same speed, scores within 1e-6 (the products' last bits
+// alone needs more. A batch of 8 at 392 px peaked at 548 against 686 MiB run whole (ViT-S/14;
+// ViT-B/14: 1,135 against 1,269; bench/batch-chunks.js) at the same speed, scores within 1e-6 (the products' last bits
 // over fewer rows); on some hours a whole batch of 8 at 392 px ran 17-36% slower per image than
 // single images, and the chunks avoid that. At 224 px a ViT-S batch of 8 (12.8 MB) stays whole:
 // it is the fastest per image there (docs/benchmarks.md).
