@@ -1,6 +1,7 @@
-// profile.cpp - libtorch's profiler over the core's inference on random weights of a real shape,
-// no Node involved: writes a Chrome trace that bench/profile.js sums per op (self time).
-//   inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [float32|bfloat16]
+// profile.cpp - libtorch's profiler over the core's inference, or its exact training step, on
+// random weights of a real shape, no Node involved: writes a Chrome trace that bench/profile.js
+// sums per op (self time).
+//   inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [float32|bfloat16] [infer|train]
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -29,14 +30,30 @@ int main(int argc, char** argv) {
   InpFormerModel model(c, runtime);
   const auto size = arg(5), batch = arg(6), iters = arg(7);
   auto images = torch::randn({batch, 3, size, size});
-  for (int i = 0; i < 2; ++i) model.infer(images, false);
+  const bool train = argc > 10 && std::string(argv[10]) == "train";
+  if (train) {
+    model.initTrainable(0);
+    TrainOptions o;  // the recipe's (lib/model/options.ts), float32 products on libtorch
+    o.totalSteps = 2 + 2 * iters;
+    o.warmupSteps = 1;
+    o.learningRate = 1e-3;
+    o.finalLearningRate = 1e-4;
+    o.weightDecay = 1e-4;
+    o.gradClipNorm = 0.1;
+    model.beginTraining(o);
+  }
+  const auto run = [&] {
+    if (train) model.trainStep(images);
+    else model.infer(images, false);
+  };
+  for (int i = 0; i < 2; ++i) run();
   const auto plain0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) model.infer(images, false);
+  for (int i = 0; i < iters; ++i) run();
   const double plain = std::chrono::duration<double>(std::chrono::steady_clock::now() - plain0).count();
   const auto t0 = std::chrono::steady_clock::now();
   {
     torch::autograd::profiler::RecordProfile guard(argv[8]);
-    for (int i = 0; i < iters; ++i) model.infer(images, false);
+    for (int i = 0; i < iters; ++i) run();
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "{\"imagesPerSecond\":" << (batch * iters) / s
