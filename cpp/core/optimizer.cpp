@@ -32,12 +32,29 @@ void StableAdamW::setState(State s) {
   state_ = std::move(s);
 }
 
+namespace {
+// The first numel values of `scratch`, shaped as `like`.
+torch::Tensor scratchFor(const torch::Tensor& scratch, const torch::Tensor& like) {
+  return scratch.narrow(0, 0, like.numel()).view(like.sizes());
+}
+}  // namespace
+
 void StableAdamW::step(double lr) {
   torch::NoGradGuard noGrad;
   state_.step += 1;
   const double t = static_cast<double>(state_.step);
   const double biasCorrection1 = 1.0 - std::pow(opt_.betas1, t);
   const double biasCorrection2 = 1.0 - std::pow(opt_.betas2, t);
+  // The denominator and g / denom go into two scratch tensors through the out= and in-place
+  // forms of the reference's ATen ops (same kernels, same bits: core_test) instead of two fresh
+  // tensors a parameter: with those, this step took 54-277 ms of a ~1.6 s ViT-S/14 training
+  // step on 2 CPU cores (median ~75), with the scratch 47-83 (median ~58).
+  if (!denomScratch_.defined() && !params_.empty()) {
+    int64_t largest = 0;
+    for (const auto& p : params_) largest = std::max(largest, p.numel());
+    denomScratch_ = torch::empty({largest}, params_.front().options());
+    ratioScratch_ = torch::empty({largest}, params_.front().options());
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i];
     if (!p.grad().defined()) continue;
@@ -47,15 +64,18 @@ void StableAdamW::step(double lr) {
     auto& expAvgSq = state_.expAvgSq[i];
     expAvg.mul_(opt_.betas1).add_(grad, 1.0 - opt_.betas1);
     expAvgSq.mul_(opt_.betas2).addcmul_(grad, grad, 1.0 - opt_.betas2);
-    torch::Tensor denom;
+    // Python: (max_exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps), or exp_avg_sq's
+    auto denom = scratchFor(denomScratch_, p);
     if (opt_.amsgrad) {
       auto& maxSq = state_.maxExpAvgSq[i];
       torch::max_out(maxSq, maxSq, expAvgSq);
-      denom = (maxSq.sqrt() / std::sqrt(biasCorrection2)).add_(opt_.eps);
+      torch::sqrt_out(denom, maxSq);
     } else {
-      denom = (expAvgSq.sqrt() / std::sqrt(biasCorrection2)).add_(opt_.eps);
+      torch::sqrt_out(denom, expAvgSq);
     }
-    auto ratio = grad / denom;
+    denom.div_(std::sqrt(biasCorrection2)).add_(opt_.eps);
+    auto ratio = scratchFor(ratioScratch_, p);
+    torch::div_out(ratio, grad, denom);
     auto rms = ratio.norm(2) / std::sqrt(static_cast<double>(ratio.numel()));
     auto scaled = rms / opt_.clipThreshold;
     const double rmsValue = scaled.item<double>();

@@ -32,6 +32,9 @@ class StableAdamW {
   std::vector<torch::Tensor> params_;
   Options opt_;
   State state_;
+  // Room for one parameter's denominator and g / denom, as large as the largest parameter and
+  // reused by each (see step).
+  torch::Tensor denomScratch_, ratioScratch_;
 };
 
 // torch.nn.utils.clip_grad_norm_: total 2-norm of all gradients (returned, before clipping),

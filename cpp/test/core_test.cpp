@@ -175,6 +175,42 @@ void stableAdamWStep() {
         "clipGradNorm returns the total norm and clips to 0.1");
 }
 
+// StableAdamW.py's own float32 ATen calls, fresh tensors and all: the optimizer's scratch
+// forms must give the very same bits (the training trace depends on every last one).
+void stableAdamWMatchesTheReferenceOps() {
+  torch::manual_seed(5);
+  // largest first, then smaller ones that reuse its scratch; sizes off the vector width
+  const std::vector<std::vector<int64_t>> shapes{{384, 1536}, {1536}, {7, 5}, {97}};
+  std::vector<torch::Tensor> params, ref, m, v, vmax;
+  for (const auto& shape : shapes) {
+    params.push_back(torch::randn(shape).set_requires_grad(true));
+    ref.push_back(params.back().detach().clone());
+    for (auto* s : {&m, &v, &vmax}) s->push_back(torch::zeros(shape));
+  }
+  StableAdamW adam(params, StableAdamW::Options{});
+  bool same = true;
+  for (int t = 1; t <= 3; ++t) {
+    const double lr = 1e-3;
+    for (size_t i = 0; i < params.size(); ++i) {
+      // the first step's RMS is ~1 (g / |g|); large gradients on one tensor push it over
+      auto g = torch::randn(params[i].sizes()) * (i == 2 ? 1e3 : 1e-3);
+      params[i].mutable_grad() = g;
+      ref[i].mul_(1 - lr * 1e-4);
+      m[i].mul_(0.9).add_(g, 1 - 0.9);
+      v[i].mul_(0.999).addcmul_(g, g, 1 - 0.999);
+      torch::max_out(vmax[i], vmax[i], v[i]);
+      auto denom = (vmax[i].sqrt() / std::sqrt(1 - std::pow(0.999, t))).add_(1e-10);
+      auto rms = (g / denom).norm(2) / std::sqrt(static_cast<double>(g.numel()));
+      const double bc1 = 1 - std::pow(0.9, t);
+      const double stepSize = rms.item<double>() > 1 ? (rms.reciprocal() * (lr / bc1)).item<double>() : lr / bc1;
+      ref[i].addcdiv_(m[i], denom, -stepSize);
+    }
+    adam.step(lr);
+    for (size_t i = 0; i < params.size(); ++i) same = same && torch::equal(params[i].detach(), ref[i]);
+  }
+  check(same, "StableAdamW's steps equal the reference's own float32 ATen calls bit for bit");
+}
+
 // freeCores: this process's own busy threads leave the count alone; a busy neighbour process
 // takes one core off it (with 2 or more cores). Compared with a quiet look first, so that other
 // load on the machine (a CI neighbour) does not decide the outcome.
@@ -610,6 +646,7 @@ int main() {
     stateDictLoader(fixture);
     learningRateSchedule(fixture);
     stableAdamWStep();
+    stableAdamWMatchesTheReferenceOps();
     cpuProducts();
     bfloat16Products();
     inPlaceActivations();
