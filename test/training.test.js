@@ -265,6 +265,41 @@ test('resume from a checkpoint equals an uninterrupted run', async (t) => {
   await d.dispose();
 });
 
+test("the encoder-feature cache: later epochs skip the encoder, and the fit equals one without it bit for bit", async (t) => {
+  // 10 images in batches of 4: each epoch drops another 2, so some images are first seen in a
+  // later epoch, in a batch with cached ones; the small budget holds only some of them
+  const files = (await listImages(WEAVE)).slice(0, 10);
+  const opts = { epochs: 4, batchSize: 4, warmupSteps: 2, seed: 11 };
+  const create = () => InpFormer.create({ encoder: tinyEncoder, ...tinySizes, seed: 5, threads: 2 });
+  const run = async (featureCacheMiB) => {
+    const model = await create();
+    const summary = await model.fit(files, { ...opts, featureCacheMiB });
+    const weights = await model.stateDict();
+    await model.dispose();
+    return { summary, weights };
+  };
+  const none = await run(0);
+  const all = await run(1);
+  const perImage = all.summary.featureCache.bytes / all.summary.featureCache.images;
+  const some = await run((4.5 * perImage) / 2 ** 20);
+  t.is(none.summary.imagesEncoded, 32, 'without the cache the encoder sees every image of every step');
+  t.deepEqual(none.summary.featureCache, { images: 0, bytes: 0 });
+  t.is(all.summary.featureCache.images, 10, 'every image seen is held');
+  t.is(all.summary.imagesEncoded, 10, 'the encoder ran once an image');
+  t.is(some.summary.featureCache.images, 4, 'a budget of 4.5 images holds 4');
+  t.true(some.summary.imagesEncoded > 10 && some.summary.imagesEncoded < 32, `encoded ${some.summary.imagesEncoded}`);
+  t.log(`${perImage} bytes an image; encoder runs: ${none.summary.imagesEncoded} without, ${some.summary.imagesEncoded} with 4 held, ${all.summary.imagesEncoded} with all`);
+  for (const other of [all, some]) {
+    t.is(other.summary.finalLoss, none.summary.finalLoss);
+    let maxDiff = 0;
+    none.weights.forEach((p, i) => (maxDiff = Math.max(maxDiff, maxAbsDiff(p.data, other.weights[i].data))));
+    t.is(maxDiff, 0, 'the same weights to the last bit');
+  }
+  const model = await create();
+  await t.throwsAsync(model.fit(files, { ...opts, featureCacheMiB: -1 }), { instanceOf: InvalidArgumentError, message: /featureCacheMiB/ });
+  await model.dispose();
+});
+
 test('bad training input gives typed errors naming the problem', async (t) => {
   const model = await InpFormer.create({ encoder: tinyEncoder, ...tinySizes });
   const empty = tmpdir();

@@ -81,6 +81,16 @@ InpFormerNetImpl::InpFormerNetImpl(const InpFormerConfig& cfg) : cfg_(cfg) {
 }
 
 NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCoherence, int encoderThreads) {
+  return forward(encode(images, encoderThreads), withCoherence);
+}
+
+torch::Tensor InpFormerNetImpl::patchMap(const torch::Tensor& mean) const {
+  const int64_t skip = cfg_.removeClassToken ? 0 : 1 + cfg_.encoder.numRegisterTokens;
+  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(mean.size(1) - skip)));
+  return toFeatureMap(mean.slice(1, skip), side);
+}
+
+EncodedImages InpFormerNetImpl::encode(const torch::Tensor& images, int encoderThreads) {
   const int64_t skip = 1 + cfg_.encoder.numRegisterTokens;
   const int64_t lastLayer = *std::max_element(cfg_.targetLayers.begin(), cfg_.targetLayers.end());
   const auto layers = static_cast<int64_t>(cfg_.targetLayers.size());
@@ -117,17 +127,16 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCo
     });
   }
   const auto meanOf = [&](size_t s) { return summed[s] / static_cast<double>(sums[s].size()); };
-  auto x = meanOf(0);
-  const auto side = static_cast<int64_t>(std::sqrt(static_cast<double>(x.size(1) - (cfg_.removeClassToken ? 0 : skip))));
-  // a [B, N(+skip), C] mean as a [B, C, side, side] map of the patch tokens
-  const auto mapOf = [&](const torch::Tensor& mean) {
-    return toFeatureMap(cfg_.removeClassToken ? mean : mean.slice(1, skip), side);
-  };
-  NetworkOutput out;
-  for (size_t g = 1; g < sums.size(); ++g) out.en.push_back(mapOf(meanOf(g)));
-  summed.clear();
+  EncodedImages encoded{meanOf(0), {}};
+  for (size_t g = 1; g < sums.size(); ++g) encoded.groups.push_back(patchMap(meanOf(g)));
+  return encoded;
+}
 
-  const auto B = images.size(0);
+NetworkOutput InpFormerNetImpl::forward(const EncodedImages& encoded, bool withCoherence) {
+  auto x = encoded.query;
+  NetworkOutput out;
+  out.en = encoded.groups;
+  const auto B = x.size(0);
   auto prototypes = prototype_token;
   for (const auto& blk : *aggregation)
     prototypes = blk->as<InpExtractorBlockImpl>()->forward(prototypes.unsqueeze(0).repeat({B, 1, 1}), x);
@@ -156,7 +165,7 @@ NetworkOutput InpFormerNetImpl::forward(const torch::Tensor& images, bool withCo
     deList[static_cast<size_t>(depth - 1 - b)] = x;
     out.reluMargin = std::min(out.reluMargin, block->attn->reluMargin);
     for (size_t g = 0; g < groups; ++g)
-      if (completedBy[g] == b) out.de[g] = mapOf(fuse(deList, cfg_.fuseLayerDecoder[g]));
+      if (completedBy[g] == b) out.de[g] = patchMap(fuse(deList, cfg_.fuseLayerDecoder[g]));
     for (int64_t i = 0; i < depth; ++i)
       if (neededUntil[static_cast<size_t>(i)] <= b) deList[static_cast<size_t>(i)] = torch::Tensor();
   }

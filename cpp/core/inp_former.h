@@ -23,6 +23,12 @@ struct NetworkOutput {
   double reluMargin = std::numeric_limits<double>::infinity();  // training: min over decoder blocks
 };
 
+// What the frozen encoder gives the rest of the network for a batch of images.
+struct EncodedImages {
+  torch::Tensor query;              // [B, N, C]: the mean over the target layers (the extractor's query, the bottleneck's input)
+  std::vector<torch::Tensor> groups;  // per fuse group, [B, C, h, w]: the encoder side of the loss and of the map
+};
+
 class InpFormerNetImpl : public torch::nn::Module {
  public:
   explicit InpFormerNetImpl(const InpFormerConfig& cfg);
@@ -32,6 +38,9 @@ class InpFormerNetImpl : public torch::nn::Module {
   // encoderThreads > 0 runs the encoder on that many OpenMP threads whatever the caller's count
   // (training's exact mode runs the rest of its step on one, see trainer.cpp).
   NetworkOutput forward(const torch::Tensor& images, bool withCoherence = true, int encoderThreads = 0);
+  // forward() in two halves: the frozen encoder, then everything after it.
+  EncodedImages encode(const torch::Tensor& images, int encoderThreads = 0);
+  NetworkOutput forward(const EncodedImages& encoded, bool withCoherence);
 
   // Parameters that training updates, in the reference optimiser's order:
   // bottleneck, decoder, extractor, INPs.
@@ -54,6 +63,8 @@ class InpFormerNetImpl : public torch::nn::Module {
   torch::nn::ModuleList bottleneck{nullptr}, aggregation{nullptr}, decoder{nullptr};
 
  private:
+  // A [B, N(+class and register tokens), C] mean as a [B, C, side, side] map of the patch tokens.
+  torch::Tensor patchMap(const torch::Tensor& mean) const;
   InpFormerConfig cfg_;
 };
 TORCH_MODULE(InpFormerNet);

@@ -222,9 +222,9 @@ void InpFormerModel::endTraining() {
   releaseCachedTensorBlocks();  // training's activations outsize inference's: do not keep them
 }
 
-StepStats InpFormerModel::trainStep(const torch::Tensor& batch) {
+StepStats InpFormerModel::trainStep(const torch::Tensor& batch, const std::vector<int64_t>& keys) {
   if (!trainer_) throw CoreError(codes::kInvalidArgument, "beginTraining was not called");
-  return trainer_->step(toModelInput(batch));
+  return trainer_->step(toModelInput(batch), keys);
 }
 
 // bfloat16 products go through oneDNN inside libtorch, fast (and clear of OpenBLAS, whose bfloat16

@@ -78,7 +78,8 @@ class InpFormerModel {
   // Training. beginTraining builds the optimiser for a run of totalSteps; trainStep runs one.
   // A bfloat16 model trains float32 master weights, rounded back to bfloat16 by endTraining.
   void beginTraining(const TrainOptions& options);
-  StepStats trainStep(const torch::Tensor& batch);
+  // keys name the batch's images for the encoder-feature cache (TrainOptions::featureCacheBytes).
+  StepStats trainStep(const torch::Tensor& batch, const std::vector<int64_t>& keys = {});
   Trainer* trainer() { return trainer_.get(); }
   // Frees what only training needs: the optimizer's moments and the gradients.
   void endTraining();

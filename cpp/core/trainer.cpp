@@ -31,7 +31,8 @@ Trainer::Trainer(InpFormerNet net, TrainOptions options)
       params_(tensorsOf(net_->trainableParameters())),
       optimizer_(params_, adamOptions(options)),
       schedule_(warmCosineSchedule(options.learningRate, options.finalLearningRate, options.totalSteps,
-                                   options.warmupSteps)) {
+                                   options.warmupSteps)),
+      featureCache_(options.featureCacheBytes) {
   for (auto& p : params_) p.set_requires_grad(true);
 }
 
@@ -42,7 +43,7 @@ double Trainer::learningRateAt(int64_t step) const {
   return schedule_[static_cast<size_t>(i)];
 }
 
-StepStats Trainer::step(const torch::Tensor& batch) {
+StepStats Trainer::step(const torch::Tensor& batch, const std::vector<int64_t>& keys) {
   RecordedProductsOnOneDnn products(options_.oneDnnProducts);
   BFloat16Products mixedPrecision(options_.bfloat16Products);
   // The exact float32 mode computes the trainable layers' products on the BLAS, whose threads
@@ -57,12 +58,17 @@ StepStats Trainer::step(const torch::Tensor& batch) {
   const int encoderThreads = serial && inferenceAvoidsBlas() ? openMpThreads() : 0;
   OpenMpThreadCap oneThread(serial ? 1 : 0);
   net_->train();
-  auto out = net_->forward(batch, /*withCoherence=*/true, encoderThreads);
+  StepStats s;
+  s.encodedImages = batch.size(0);
+  auto out = keys.empty() ? net_->forward(batch, /*withCoherence=*/true, encoderThreads)
+                          : net_->forward(featureCache_.encode(*net_, batch, keys, encoderThreads, &s.encodedImages),
+                                          /*withCoherence=*/true);
+  s.cachedImages = static_cast<int64_t>(featureCache_.size());
+  s.cachedBytes = featureCache_.bytes();
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);
   auto loss = lossCos + options_.inpLossWeight * out.coherence.loss;
   for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
   loss.backward();
-  StepStats s;
   s.step = stepsDone() + 1;
   s.gradNorm = clipGradNorm(params_, options_.gradClipNorm);
   s.loss = loss.item<double>();

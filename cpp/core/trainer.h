@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "feature_cache.h"
 #include "inp_former.h"
 #include "optimizer.h"
 
@@ -21,6 +22,9 @@ struct TrainOptions {
   // Mixed precision (fit's precision 'bfloat16'): every matrix product in bfloat16, the rest,
   // the weights and the optimizer in float32 (cpu_gemm.h's BFloat16Products).
   bool bfloat16Products = false;
+  // Bytes of encoder outputs kept across epochs for images the steps name by key
+  // (feature_cache.h); 0 keeps none.
+  int64_t featureCacheBytes = 0;
   // The recipe's constants (INP_Former_Single_Class.py), not options.
   double inpLossWeight = 0.2;
   double softMiningPower = 3.0;
@@ -30,6 +34,8 @@ struct StepStats {
   int64_t step = 0;  // 1-based, over the whole run (resumes continue the count)
   double lr = 0, loss = 0, lossCos = 0, inpLoss = 0, gradNorm = 0;
   double reluMargin = 0;  // smallest |cos| at a decoder ReLU this step (see InpGuidedAttention)
+  int64_t encodedImages = 0;  // images the encoder ran on this step (the others came from the feature cache)
+  int64_t cachedImages = 0, cachedBytes = 0;  // the feature cache after this step
 };
 
 class Trainer {
@@ -37,7 +43,8 @@ class Trainer {
   Trainer(InpFormerNet net, TrainOptions options);
 
   // loss = softMiningLoss(en, de) + w * coherence; backward; clip; StableAdamW at schedule[step-1].
-  StepStats step(const torch::Tensor& batch);
+  // keys, when given, name the batch's images for the feature cache (one each).
+  StepStats step(const torch::Tensor& batch, const std::vector<int64_t>& keys = {});
 
   int64_t stepsDone() const { return optimizer_.state().step; }
   double learningRateAt(int64_t step) const;  // 1-based
@@ -51,6 +58,7 @@ class Trainer {
   std::vector<torch::Tensor> params_;
   StableAdamW optimizer_;
   std::vector<double> schedule_;
+  EncoderFeatureCache featureCache_;
 };
 
 }  // namespace inpformer

@@ -2,6 +2,7 @@
 // lib/model/options.ts; here every read is still checked, so a malformed call is a typed error, never a crash.
 #include "convert.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/errors.h"
@@ -51,8 +52,10 @@ std::vector<int64_t> intList(const Napi::Value& v, const std::string& what) {
   std::vector<int64_t> out;
   for (uint32_t i = 0; i < a.Length(); ++i) {
     auto e = a.Get(i);
-    if (!e.IsNumber()) typeError(what + " must be an array of integers");
-    out.push_back(e.As<Napi::Number>().Int64Value());
+    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : 0.5;
+    if (!(std::abs(d) <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      typeError(what + " must be an array of integers");
+    out.push_back(static_cast<int64_t>(d));
   }
   return out;
 }
@@ -178,6 +181,14 @@ RuntimeOptions runtimeFromJs(const Napi::Object& o) {
   return r;
 }
 
+std::vector<int64_t> imageKeysFromJs(const Napi::Value& keys) {
+  if (keys.IsUndefined()) return {};
+  auto out = intList(keys, "image keys");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] < 0) typeError("image key " + std::to_string(i) + " is negative");
+  return out;
+}
+
 TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   TrainOptions t;  // inpLossWeight and softMiningPower are the recipe's, not options
   t.totalSteps = integer(o, "totalSteps");
@@ -188,6 +199,7 @@ TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   t.gradClipNorm = number(o, "gradClipNorm");
   t.oneDnnProducts = boolean(o, "oneDnnProducts");
   t.bfloat16Products = boolean(o, "bfloat16Products");
+  t.featureCacheBytes = integer(o, "featureCacheBytes");
   return t;
 }
 

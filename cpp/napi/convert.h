@@ -24,6 +24,8 @@ enum class Memory {
 // Float32Array + shape -> a CPU float tensor.
 torch::Tensor tensorFromJs(const Napi::Value& data, const Napi::Value& shape, const std::string& what,
                            Memory memory = Memory::kCopy);
+// undefined -> none; an array of integers -> the keys that name a training batch's images.
+std::vector<int64_t> imageKeysFromJs(const Napi::Value& keys);
 // A tensor -> a Float32Array: a copy, or with Memory::kHandOver, for a tensor made for JS that
 // nothing else will write (an inference result, a cloned state dict), the tensor's own memory,
 // owned by the array from then on and freed when it is collected: no copy on the JS thread.

@@ -202,9 +202,10 @@ Napi::Value NativeModel::endTraining(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::trainStep(const Napi::CallbackInfo& info) {
   return promiseOrRejection(info.Env(), [&]() -> Napi::Value {
     auto batch = tensorFromJs(info[0], info[1], "batch");
+    auto keys = imageKeysFromJs(info[2]);
     auto state = state_;
     return schedule<StepStats>(
-        info.Env(), executor(info.Env()), [state, batch] { return state->get().trainStep(batch); },
+        info.Env(), executor(info.Env()), [state, batch, keys] { return state->get().trainStep(batch, keys); },
         [](Napi::Env env, StepStats& s) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("step", static_cast<double>(s.step));
@@ -214,6 +215,9 @@ Napi::Value NativeModel::trainStep(const Napi::CallbackInfo& info) {
           o.Set("inpLoss", s.inpLoss);
           o.Set("gradNorm", s.gradNorm);
           o.Set("reluMargin", s.reluMargin);
+          o.Set("encodedImages", static_cast<double>(s.encodedImages));
+          o.Set("cachedImages", static_cast<double>(s.cachedImages));
+          o.Set("cachedBytes", static_cast<double>(s.cachedBytes));
           return o;
         });
   });

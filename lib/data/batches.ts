@@ -18,6 +18,8 @@ export interface TensorBatch {
 export interface Batch extends TensorBatch {
   /** seconds the consumer waited for this batch after asking for it */
   waitSeconds: number;
+  /** one per image, the same for the same image in every epoch (the encoder-feature cache's); none for caller-made batches */
+  keys?: number[];
 }
 
 export interface BatchSource {
@@ -102,12 +104,13 @@ class ImageBatchSource implements BatchSource {
     }
   }
 
-  private async makeBatch(indices: number[], limit: <T>(f: () => Promise<T>) => Promise<T>): Promise<TensorBatch | undefined> {
+  private async makeBatch(indices: number[], limit: <T>(f: () => Promise<T>) => Promise<T>): Promise<(TensorBatch & { keys: number[] }) | undefined> {
     const decoded = await Promise.all(indices.map((i) => limit(() => this.decode(i))));
+    const keys = indices.filter((_, j) => decoded[j] !== undefined);
     const images = decoded.filter((x): x is RgbImage => x !== undefined);
     if (images.length === 0) return undefined;
     const data = await native().preprocess(images, this.o.imageSize, this.o.cropSize);
-    return { data, shape: [images.length, 3, this.o.cropSize, this.o.cropSize] };
+    return { data, shape: [images.length, 3, this.o.cropSize, this.o.cropSize], keys };
   }
 
   async *epoch(epochIndex: number): AsyncGenerator<Batch> {
@@ -116,7 +119,7 @@ class ImageBatchSource implements BatchSource {
     const batches: number[][] = [];
     for (let s = 0; s < this.stepsPerEpoch; s++) batches.push(order.slice(s * this.batchSize, (s + 1) * this.batchSize));
     const limit = concurrencyLimit(this.o.decodeConcurrency);
-    const ahead: Promise<TensorBatch | undefined>[] = [];
+    const ahead: Promise<(TensorBatch & { keys: number[] }) | undefined>[] = [];
     let next = 0;
     const fill = () => {
       while (ahead.length < this.o.prefetchBatches && next < batches.length) {
@@ -179,11 +182,9 @@ class FewShotBatchSource implements BatchSource {
     const order = this.o.shuffle ? permutation(this.count, rng(this.o.seed * 1000003 + epochIndex)) : [...Array(this.count).keys()];
     for (let s = 0; s < this.stepsPerEpoch; s++) {
       const data = new Float32Array(this.batchSize * this.per);
-      for (let j = 0; j < this.batchSize; j++) {
-        const i = order[s * this.batchSize + j];
-        data.set(this.views.subarray(i * this.per, (i + 1) * this.per), j * this.per);
-      }
-      yield { data, shape: [this.batchSize, 3, this.o.cropSize, this.o.cropSize], waitSeconds: 0 };
+      const keys = order.slice(s * this.batchSize, (s + 1) * this.batchSize);
+      keys.forEach((i, j) => data.set(this.views.subarray(i * this.per, (i + 1) * this.per), j * this.per));
+      yield { data, shape: [this.batchSize, 3, this.o.cropSize, this.o.cropSize], waitSeconds: 0, keys };
     }
   }
 }

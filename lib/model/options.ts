@@ -319,6 +319,11 @@ export const FIT = {
   shuffle: def(boolean, true, 'shuffle the images each epoch'),
   skipBadImages: def(boolean, false, 'skip unreadable images with a warning instead of failing'),
   prefetchBatches: def(integer(1, 64), 2, 'batches prepared ahead of the model'),
+  featureCacheMiB: def(
+    number(0, 1_048_576),
+    1024,
+    "MiB of the frozen encoder's outputs kept across epochs for the images of a folder, dataset or image list (not for ready batches), so that later epochs skip the encoder for them: the same results bit for bit, ~20% faster steps; 0 keeps none",
+  ),
   checkpoint: opt((v, name) => resolve(CHECKPOINT, v, 'fit()', `${name}.`), 'save model + training state every everyEpochs epochs and at the end'),
   fewShot: opt(integer(1, 100_000), "few-shot: K normal images per category (picked with the seed), each expanded into 22 views, as upstream's few-shot setting"),
   recipe: opt(oneOf('single-class', 'multi-class', 'few-shot'), "upstream's recipe, 'single-class', 'multi-class' or 'few-shot': its values fill the options not given"),

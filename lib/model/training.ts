@@ -54,6 +54,10 @@ export interface FitSummary {
   /** seconds the model waited for data (decode + preprocess not ready in time) */
   dataWaitSeconds: number;
   dataWaitShare: number;
+  /** images the frozen encoder ran on; the rest of imagesSeen came from the feature cache (`featureCacheMiB`) */
+  imagesEncoded: number;
+  /** the feature cache at the end of the run (freed with it) */
+  featureCache: { images: number; bytes: number };
   /** thresholds per category, calibrated on a `validation` category set */
   categoryThresholds?: Record<string, Thresholds>;
   /** thresholds calibrated on `validation`, when given */
@@ -99,6 +103,12 @@ export interface FitOptions {
   skipBadImages?: boolean;
   /** batches prepared ahead of the model (default 2) */
   prefetchBatches?: number;
+  /**
+   * MiB of the frozen encoder's outputs kept across epochs (default 1024; 0 keeps none): from the
+   * second epoch, the encoder runs only on images not kept. For images (a folder, a dataset, an
+   * image list, few-shot views), not for ready batches. The weights are the same to the bit.
+   */
+  featureCacheMiB?: number;
   /** save model + training state every `everyEpochs` epochs and at the end */
   checkpoint?: { path: string; everyEpochs?: number };
   /**
@@ -314,6 +324,7 @@ export async function runTraining(
       totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm,
       oneDnnProducts: o.matmul === 'onednn',
       bfloat16Products: precision === 'bfloat16',
+      featureCacheBytes: Math.floor(o.featureCacheMiB * 2 ** 20),
     });
     if (resume) {
       await whileBorrowed(resume.weights, () => ctx.native.loadWeights(resume.weights));
@@ -331,6 +342,8 @@ export async function runTraining(
   let finalLoss = NaN;
   let lastLr = 0;
   let lastGrad = 0;
+  let imagesEncoded = 0;
+  const featureCache = { images: 0, bytes: 0 };
   const rate = () => imagesSeen / Math.max(1e-9, (performance.now() - started) / 1000);
   const eta = () => {
     const done = step - firstStep;
@@ -346,12 +359,15 @@ export async function runTraining(
       dataWait += batch.waitSeconds;
       let s;
       try {
-        s = await ctx.native.trainStep(batch.data, batch.shape);
+        s = await ctx.native.trainStep(batch.data, batch.shape, batch.keys);
       } catch (err) {
         throw fromNativeError(err);
       }
       step = s.step;
       imagesSeen += batch.shape[0];
+      imagesEncoded += s.encodedImages;
+      featureCache.images = s.cachedImages;
+      featureCache.bytes = s.cachedBytes;
       finalLoss = s.loss;
       lastLr = s.lr;
       lastGrad = s.gradNorm;
@@ -385,5 +401,7 @@ export async function runTraining(
     imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9),
     dataWaitSeconds: dataWait,
     dataWaitShare: dataWait / Math.max(seconds, 1e-9),
+    imagesEncoded,
+    featureCache,
   };
 }

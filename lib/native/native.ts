@@ -56,6 +56,11 @@ export interface NativeStepStats {
   inpLoss: number;
   gradNorm: number;
   reluMargin: number;
+  /** images the encoder ran on (the others came from the feature cache) */
+  encodedImages: number;
+  /** the feature cache after the step */
+  cachedImages: number;
+  cachedBytes: number;
 }
 
 export interface NativeOptimizerState {
@@ -83,6 +88,8 @@ export interface NativeTrainingOptions {
   gradClipNorm: number;
   oneDnnProducts: boolean;
   bfloat16Products: boolean;
+  /** bytes of encoder outputs kept across epochs for images trainStep names by key; 0 keeps none */
+  featureCacheBytes: number;
 }
 
 export interface NativeModelInstance {
@@ -97,7 +104,8 @@ export interface NativeModelInstance {
   infer(data: Float32Array, shape: number[], features: boolean): Promise<NativeInferResult>;
   stateDict(): Promise<NativeTensor[]>;
   beginTraining(options: NativeTrainingOptions): Promise<void>;
-  trainStep(data: Float32Array, shape: number[]): Promise<NativeStepStats>;
+  /** keys: one per image, the same for the same pre-processed pixels throughout the run (the feature cache's) */
+  trainStep(data: Float32Array, shape: number[], keys?: number[]): Promise<NativeStepStats>;
   /** frees the optimizer's moments and the gradients */
   endTraining(): Promise<void>;
   optimizerState(): Promise<NativeOptimizerState>;
