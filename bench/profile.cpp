@@ -1,7 +1,7 @@
 // profile.cpp - libtorch's profiler over the core's inference, or its exact training step, on
 // random weights of a real shape, no Node involved: writes a Chrome trace that bench/profile.js
 // sums per op (self time).
-//   inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [float32|bfloat16] [infer|train]
+//   inp_former_profile DIM DEPTH HEADS REGISTERS SIZE BATCH ITERS TRACE.json [float32|bfloat16] [infer|train] [auto|libtorch|onednn]
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -33,7 +33,11 @@ int main(int argc, char** argv) {
   const bool train = argc > 10 && std::string(argv[10]) == "train";
   if (train) {
     model.initTrainable(0);
-    TrainOptions o;  // the recipe's (lib/model/options.ts), float32 products on libtorch
+    TrainOptions o;  // the recipe's (lib/model/options.ts); products as fit's matmul (11th argument, default 'auto')
+    const std::string matmul = argc > 11 ? argv[11] : "auto";
+    o.products = matmul == "libtorch" ? TrainOptions::Products::kLibtorch
+                 : matmul == "onednn" ? TrainOptions::Products::kOneDnn
+                                      : TrainOptions::Products::kOneDnnGradients;
     o.totalSteps = 2 + 2 * iters;
     o.warmupSteps = 1;
     o.learningRate = 1e-3;

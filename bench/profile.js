@@ -1,7 +1,7 @@
 // Where inference time (or, with --train, the exact float32 training step's) goes, per libtorch
 // op (self time, nested ops subtracted), from bench/profile.cpp's trace. Builds the profiler
 // target in build/ (cmake-js configured it).
-//   node bench/profile.js [--dim 384 --depth 12 --heads 6 --registers 4 --size 224 --batch 8 --iters 4 --precision float32] [--train]
+//   node bench/profile.js [--dim 384 --depth 12 --heads 6 --registers 4 --size 224 --batch 8 --iters 4 --precision float32] [--train [--matmul auto|libtorch|onednn]]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -14,7 +14,7 @@ execFileSync('cmake', ['--build', build, '--target', 'inp_former_profile'], { st
 const trace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'inp-profile-')), 'trace.json');
 const args = ['dim', 'depth', 'heads', 'registers', 'size', 'batch', 'iters'].map((k, i) => arg(k, ['384', '12', '6', '4', '224', '8', '4'][i]));
 // libgomp's default wait, as the package leaves it (GOMP_SPINCOUNT / OMP_WAIT_POLICY pass through)
-const run = JSON.parse(execFileSync(path.join(build, 'inp_former_profile'), [...args, trace, arg('precision', 'float32'), process.argv.includes('--train') ? 'train' : 'infer']).toString());
+const run = JSON.parse(execFileSync(path.join(build, 'inp_former_profile'), [...args, trace, arg('precision', 'float32'), process.argv.includes('--train') ? 'train' : 'infer', arg('matmul', 'auto')]).toString());
 const events = JSON.parse(fs.readFileSync(trace, 'utf8')).filter((e) => e.ph === 'X').sort((a, b) => a.ts - b.ts || b.dur - a.dur);
 fs.rmSync(path.dirname(trace), { recursive: true });
 const self = new Map();

@@ -142,32 +142,80 @@ torch::Tensor linearRows(const torch::Tensor& x, const torch::Tensor& w, const t
   return out;
 }
 
-// The linear layer for training's recorded layers: the same products, forward and backward, on
-// oneDNN (libtorch's backward would send them to OpenBLAS, whose spinning pool then slows the
-// element-wise ops around them).
+// The recorded linear layers below take "no bias" as an empty tensor (see linear).
+torch::Tensor orNone(const torch::Tensor& bias) { return bias.numel() == 0 ? torch::Tensor() : bias; }
+
+// The products of a linear layer's gradients, on oneDNN: x's gradient g W and W's g^T x (rows of
+// x and g as [rows, features]).
+torch::autograd::tensor_list linearGradients(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                                             const torch::Tensor& w, const torch::Tensor& gradOut) {
+  const auto N = w.size(0), K = w.size(1);
+  auto g = gradOut.reshape({-1, N}).contiguous();
+  torch::Tensor gx, gw, gb;
+  if (ctx->needs_input_grad(0)) {
+    gx = torch::empty({g.size(0), K}, g.options());
+    product('N', g, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
+    auto sizes = x.sizes().vec();
+    gx = gx.view(sizes);
+  }
+  if (ctx->needs_input_grad(1)) {
+    gw = torch::empty({N, K}, g.options());
+    product('T', g, 'N', x.reshape({-1, K}).contiguous(), gw, 0.0F);  // [N, M] x [M, K]
+  }
+  if (ctx->needs_input_grad(2)) gb = g.sum(0);  // false for an undefined bias
+  return {gx, gw, gb};
+}
+
+// The linear layer for training's recorded layers under RecordedProductsOnOneDnn: the same
+// products, forward and backward, on oneDNN (libtorch's backward would send them to OpenBLAS,
+// whose spinning pool then slows the element-wise ops around them).
 class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& bias) {
     ctx->save_for_backward({x, w});
-    return linearRows(x, w, bias);
+    auto sizes = x.sizes().vec();
+    sizes.back() = w.size(0);
+    return linearRows(x.reshape({-1, x.size(-1)}).contiguous(), w, orNone(bias)).view(sizes);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto& w = saved[1];
-    auto g = grads[0].contiguous();
-    torch::Tensor gx, gw, gb;
-    if (ctx->needs_input_grad(0)) {
-      gx = torch::empty({g.size(0), w.size(1)}, g.options());
-      product('N', g, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
-    }
-    if (ctx->needs_input_grad(1)) {
-      gw = torch::empty({w.size(0), w.size(1)}, g.options());
-      product('T', g, 'N', x, gw, 0.0F);  // [N, M] x [M, K]
-    }
-    if (ctx->needs_input_grad(2)) gb = g.sum(0);  // false for an undefined bias
-    return {gx, gw, gb};
+    return linearGradients(ctx, saved[0], saved[1], grads[0]);
+  }
+};
+
+// The linear layer under RecordedGradientsOnOneDnn: the forward is at::linear itself, on the
+// caller's x, so its values are libtorch's to the bit (those that the reference trace's decoder
+// ReLUs saw); the gradients' products, twice the forward's work, run on oneDNN.
+class LibtorchForwardLinear : public torch::autograd::Function<LibtorchForwardLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& bias) {
+    ctx->save_for_backward({x, w});
+    return at::linear(x, w, orNone(bias));
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return linearGradients(ctx, saved[0], saved[1], grads[0]);
+  }
+};
+
+// torch::matmul(a, b) as batchedMatmul takes it, under RecordedGradientsOnOneDnn: the forward is
+// libtorch's matmul (the reference's values: the decoder's q k^T cosines are its ReLU scores), the
+// gradients' products g b^T and a^T g are batchedMatmul's, on oneDNN.
+class LibtorchForwardMatmul : public torch::autograd::Function<LibtorchForwardMatmul> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return torch::matmul(a, b);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& g = grads[0];
+    torch::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = batchedMatmul(g, saved[1].transpose(-2, -1));
+    if (ctx->needs_input_grad(1)) gb = batchedMatmul(saved[0].transpose(-2, -1), g);
+    return {ga, gb};
   }
 };
 
@@ -240,24 +288,30 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
       return packed.view(sizes);
     }
   }
-  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (recorded && !RecordedProductsOnOneDnn::active()) ||
+  const bool forwardOnOneDnn = !recorded || RecordedProductsOnOneDnn::active();
+  const bool gradientsOnOneDnn = forwardOnOneDnn || RecordedGradientsOnOneDnn::active();
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || !gradientsOnOneDnn ||
       !eligible({&x, &weight, &bias}, /*allowGrad=*/true)) {
     return at::linear(x, weight, bias);
   }
+  auto w = weight.contiguous();
+  if (recorded) {
+    // libtorch 1.13's Function::apply cannot take an undefined tensor: no bias is an empty one
+    const auto b = bias.defined() ? bias : torch::empty({0}, w.options());
+    return forwardOnOneDnn ? OneDnnLinear::apply(x, w, b) : LibtorchForwardLinear::apply(x, w, b);
+  }
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(0);
-  auto rows = x.reshape({-1, x.size(-1)}).contiguous();
-  auto w = weight.contiguous();
-  if (!recorded) return linearRows(rows, w, bias).view(sizes);
-  return OneDnnLinear::apply(rows, w, bias).view(sizes);
+  return linearRows(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(sizes);
 }
 
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   if (inBFloat16(a)) return torch::matmul(toBFloat16(a), toBFloat16(b)).to(torch::kFloat);
-  if (!eligible({&a, &b}) || a.dim() < 3 || a.dim() != b.dim() || a.sizes().slice(0, a.dim() - 2) != b.sizes().slice(0, b.dim() - 2) ||
-      a.size(-1) != b.size(-2)) {
-    return torch::matmul(a, b);
-  }
+  const bool shapesFit = a.dim() >= 3 && a.dim() == b.dim() && a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2) &&
+                         a.size(-1) == b.size(-2);
+  if (!shapesFit || !eligible({&a, &b}, /*allowGrad=*/true)) return torch::matmul(a, b);
+  const bool recorded = torch::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad());
+  if (recorded) return RecordedGradientsOnOneDnn::active() ? LibtorchForwardMatmul::apply(a, b) : torch::matmul(a, b);
   const auto nd = a.dim();
   const auto M = a.size(-2), K = a.size(-1), N = b.size(-1);
   Layout la{}, lb{};

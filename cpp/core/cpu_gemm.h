@@ -7,7 +7,8 @@
 // GFLOP/s on a [2088, 384] x [384, 1536] product, Zen 4, 2 threads). It is found at run time (no
 // header, no link: a libtorch without an exported dnnl_sgemm keeps libtorch's products).
 // Products that autograd records (training's trainable layers) stay on libtorch unless a
-// RecordedProductsOnOneDnn says otherwise (fit's matmul 'onednn').
+// RecordedGradientsOnOneDnn (their gradients' products) or RecordedProductsOnOneDnn (all of
+// them) says otherwise.
 #pragma once
 #include <string>
 
@@ -33,6 +34,13 @@ bool inferenceAvoidsBlas();
 // forward and backward (training's opt-in: fit's matmul 'onednn'). Outside, they stay on
 // libtorch's products, whose roundings the reference training trace was made with.
 using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDnnTag>;
+
+// While one lives on a thread, linear layers and batchedMatmuls that autograd records there keep
+// libtorch's forward products, bit for bit (the values the reference trace's decoder ReLUs saw),
+// and compute their gradients' products, twice the forward's work, on oneDNN (fit's matmul
+// 'auto'). A gradient's last bits then differ from libtorch's backward, as with another thread
+// count; no forward value does.
+using RecordedGradientsOnOneDnn = ScopedThreadFlag<struct RecordedGradientsOnOneDnnTag>;
 
 // While one lives on a thread, the float32 products there (linear layers and batchedMatmul,
 // recorded or not) are computed in bfloat16: operands rounded to bfloat16, libtorch's bfloat16
@@ -77,11 +85,13 @@ class OpenMpThreadCap {
 
 // at::linear(x, weight, bias), through the weight's oneDNN pack under ActivePackedWeights
 // (packed_weights.h), through oneDNN when nothing needs a gradient (or under
-// RecordedProductsOnOneDnn), in bfloat16 under BFloat16Products.
+// RecordedProductsOnOneDnn; its gradients' products only under RecordedGradientsOnOneDnn), in
+// bfloat16 under BFloat16Products.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 // torch::matmul(a, b) for a [..., M, K] and b [..., K, N] with equal batch shapes (either may be a
-// transposed view), through oneDNN when nothing needs a gradient, in bfloat16 under BFloat16Products.
+// transposed view), through oneDNN when nothing needs a gradient (its gradients' products only
+// under RecordedGradientsOnOneDnn), in bfloat16 under BFloat16Products.
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
 
 // softmax(q k^T) v for q [B, H, N, d] and k, v [B, H, Nk, d] (views of a qkv product, rows of

@@ -4,6 +4,7 @@
 #include "losses.h"
 
 #include <cmath>
+#include <optional>
 
 #include "cpu_gemm.h"
 #include "errors.h"
@@ -44,19 +45,25 @@ double Trainer::learningRateAt(int64_t step) const {
 }
 
 StepStats Trainer::step(const torch::Tensor& batch, const std::vector<int64_t>& keys) {
-  RecordedProductsOnOneDnn products(options_.oneDnnProducts);
+  using Products = TrainOptions::Products;
+  RecordedProductsOnOneDnn products(options_.products == Products::kOneDnn);
+  RecordedGradientsOnOneDnn gradients(options_.products != Products::kLibtorch);
   BFloat16Products mixedPrecision(options_.bfloat16Products);
-  // The exact float32 mode computes the trainable layers' products on the BLAS, whose threads
-  // (OpenBLAS's own pool) are not libtorch's OpenMP workers. Those workers spin for a while after
-  // each parallel op (libgomp's default wait) and would take the cores OpenBLAS's next product
-  // needs: the exact step ran 2.6-3.1 images/s against 4.3-5.0 with a short spin (ViT-S/14 224 px,
-  // batch 8). So everything but the frozen encoder (oneDNN's products where found, no BLAS) runs
-  // on one OpenMP thread, and the workers sleep through the rest of the step (docs/libtorch.md).
-  // A user who chose a short spin or passive waiting keeps every thread: nothing spins then.
-  const bool productsOnBlas = !options_.oneDnnProducts && !options_.bfloat16Products && batch.device().is_cpu();
-  const bool serial = productsOnBlas && openMpWorkersSpinLong();
-  const int encoderThreads = serial && inferenceAvoidsBlas() ? openMpThreads() : 0;
-  OpenMpThreadCap oneThread(serial ? 1 : 0);
+  // Products on the BLAS (libtorch's forward, and its backward with matmul 'libtorch') run on
+  // OpenBLAS's own pool, whose threads are not libtorch's OpenMP workers. Those workers spin for
+  // a while after each parallel op (libgomp's default wait) and would take the cores OpenBLAS's
+  // next product needs: the exact step ran 2.6-3.1 images/s against 4.3-5.0 with a short spin
+  // (ViT-S/14 224 px, batch 8). So while the BLAS has products to do, everything else but the
+  // frozen encoder (oneDNN's products where found, no BLAS) runs on one OpenMP thread and the
+  // workers sleep (docs/libtorch.md); a backward on oneDNN gets every thread again. A user who
+  // chose a short spin or passive waiting keeps every thread: nothing spins then.
+  const bool blasSpinsAgainstOpenMp = !options_.bfloat16Products && batch.device().is_cpu() && openMpWorkersSpinLong();
+  const bool oneDnnFound = inferenceAvoidsBlas();
+  const bool forwardOnBlas = blasSpinsAgainstOpenMp && (options_.products != Products::kOneDnn || !oneDnnFound);
+  const bool backwardOnBlas = blasSpinsAgainstOpenMp && (options_.products == Products::kLibtorch || !oneDnnFound);
+  const int encoderThreads = forwardOnBlas && oneDnnFound ? openMpThreads() : 0;
+  std::optional<OpenMpThreadCap> oneThread;
+  if (forwardOnBlas) oneThread.emplace(1);
   net_->train();
   StepStats s;
   s.encodedImages = batch.size(0);
@@ -68,6 +75,8 @@ StepStats Trainer::step(const torch::Tensor& batch, const std::vector<int64_t>& 
   auto lossCos = softMiningLoss(out.en, out.de, options_.softMiningPower);
   auto loss = lossCos + options_.inpLossWeight * out.coherence.loss;
   for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+  oneThread.reset();
+  if (backwardOnBlas) oneThread.emplace(1);
   loss.backward();
   s.step = stepsDone() + 1;
   s.gradNorm = clipGradNorm(params_, options_.gradClipNorm);

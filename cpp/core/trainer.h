@@ -16,9 +16,13 @@ struct TrainOptions {
   double finalLearningRate = 0;
   double weightDecay = 0;
   double gradClipNorm = 0;
-  // The trainable layers' float32 products on oneDNN, forward and backward (cpu_gemm.h): faster,
-  // but not libtorch's roundings, so not the reference trace bit for bit.
-  bool oneDnnProducts = false;
+  // Where the trainable layers' float32 CPU products run (cpu_gemm.h; fit's matmul).
+  enum class Products {
+    kLibtorch,         // forward and backward libtorch's: the reference's roundings throughout
+    kOneDnnGradients,  // libtorch's forward (every value the reference's), oneDNN's gradients
+    kOneDnn,           // forward and backward oneDNN's: fastest, not the reference's forward
+  };
+  Products products = Products::kLibtorch;
   // Mixed precision (fit's precision 'bfloat16'): every matrix product in bfloat16, the rest,
   // the weights and the optimizer in float32 (cpu_gemm.h's BFloat16Products).
   bool bfloat16Products = false;

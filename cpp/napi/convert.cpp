@@ -197,7 +197,11 @@ TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   t.finalLearningRate = number(o, "finalLearningRate");
   t.weightDecay = number(o, "weightDecay");
   t.gradClipNorm = number(o, "gradClipNorm");
-  t.oneDnnProducts = boolean(o, "oneDnnProducts");
+  const auto matmul = string(o, "matmul");
+  if (matmul == "libtorch") t.products = TrainOptions::Products::kLibtorch;
+  else if (matmul == "auto") t.products = TrainOptions::Products::kOneDnnGradients;
+  else if (matmul == "onednn") t.products = TrainOptions::Products::kOneDnn;
+  else typeError("matmul must be 'auto', 'libtorch' or 'onednn'");
   t.bfloat16Products = boolean(o, "bfloat16Products");
   t.featureCacheBytes = integer(o, "featureCacheBytes");
   return t;

@@ -300,6 +300,68 @@ void cpuProducts() {
   check(at::get_num_threads() == 2, "every count is restored in the end");
 }
 
+// Under RecordedGradientsOnOneDnn (fit's matmul 'auto'): recorded linear layers and batched
+// products give libtorch's forward values bit for bit (3-D, non-contiguous and bias-free inputs,
+// each of which at::linear computes its own way), and gradients within float32 rounding of
+// libtorch's backward, computed by oneDNN where it was found.
+void recordedGradientsOnOneDnn() {
+  torch::manual_seed(12);
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max()).item<double>();
+  };
+  const bool oneDnn = cpuGemmBackend().rfind("oneDNN", 0) == 0;
+  torch::AutoGradMode recording(true);
+  struct Grads {
+    torch::Tensor y, gx, gw, gb;
+  };
+  const auto run = [](const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0, bool onOneDnn, bool transposed) {
+    auto x = x0.clone().requires_grad_(true);
+    auto w = w0.clone().requires_grad_(true);
+    auto b = b0.defined() ? b0.clone().requires_grad_(true) : b0;
+    RecordedGradientsOnOneDnn gradients(onOneDnn);
+    auto y = inpformer::linear(transposed ? x.transpose(0, 1) : x, w, b);
+    (y * y.detach().sin()).sum().backward();  // an upstream gradient that is not all ones
+    return Grads{y.detach(), x.grad(), w.grad(), b.defined() ? b.grad() : torch::Tensor()};
+  };
+  bool sameForward = true, closeGradients = true, differentBits = false;
+  double worst = 0;
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool transposed = variant == 1;
+    auto x = transposed ? torch::randn({197, 3, 384}) : torch::randn({3, 197, 384});
+    auto w = torch::randn({1536, 384}) * 0.05;
+    auto b = variant == 2 ? torch::Tensor() : torch::randn({1536});
+    const auto ref = run(x, w, b, false, transposed);
+    const auto got = run(x, w, b, true, transposed);
+    sameForward = sameForward && torch::equal(ref.y, got.y);
+    for (const auto& [r, g] : {std::pair{ref.gx, got.gx}, std::pair{ref.gw, got.gw}, std::pair{ref.gb, got.gb}}) {
+      if (!r.defined()) continue;
+      worst = std::max(worst, rel(g, r));
+      differentBits = differentBits || !torch::equal(g, r);
+    }
+  }
+  closeGradients = worst < 1e-5;
+  check(sameForward, "recorded linear layers keep libtorch's forward values bit for bit");
+  check(closeGradients, "their gradients within rounding of libtorch's backward (rel " + sci(worst) + ")");
+  check(!oneDnn || differentBits, "and computed by oneDNN, not libtorch's backward (other last bits)");
+  // batched products as the INP blocks take them: permuted views, a transposed right operand
+  auto q0 = torch::randn({2, 200, 4, 24}).permute({0, 2, 1, 3});
+  auto k0 = torch::randn({2, 6, 4, 24}).permute({0, 2, 1, 3});
+  std::vector<torch::Tensor> outs, gq, gk;
+  for (bool onOneDnn : {false, true}) {
+    auto q = q0.detach().clone().requires_grad_(true);
+    auto k = k0.detach().clone().requires_grad_(true);
+    RecordedGradientsOnOneDnn gradients(onOneDnn);
+    auto s = batchedMatmul(q, k.transpose(-2, -1));
+    s.relu().pow(2).sum().backward();
+    outs.push_back(s.detach());
+    gq.push_back(q.grad());
+    gk.push_back(k.grad());
+  }
+  check(torch::equal(outs[0], outs[1]), "recorded batched products keep torch::matmul's values bit for bit");
+  check(rel(gq[1], gq[0]) < 1e-5 && rel(gk[1], gk[0]) < 1e-5,
+        "their gradients within rounding of libtorch's (rel " + sci(std::max(rel(gq[1], gq[0]), rel(gk[1], gk[0]))) + ")");
+}
+
 // The ViT's attention a block of query rows at a time (softmaxAttention): blocks of whole sgemm
 // panels (48 rows) give the values of the whole-matrix products and softmax bit for bit; any other
 // height rounds within float32's precision; with gradients it records.
@@ -526,21 +588,22 @@ TrainOptions shortRun() {
   return o;
 }
 
-// The exact float32 step runs on one OpenMP thread (its products are OpenBLAS's) and gives the
-// caller's count back, whatever mode ran.
+// A step caps OpenMP at one thread while OpenBLAS has products to do (the forward; the backward
+// too with Products::kLibtorch) and gives the caller's count back, whatever mode ran.
 void trainingStepThreads() {
   torch::manual_seed(8);
   at::set_num_threads(2);
   const auto images = torch::randn({2, 3, 56, 56});
-  for (bool oneDnn : {false, true}) {
+  using Products = TrainOptions::Products;
+  for (auto products : {Products::kLibtorch, Products::kOneDnnGradients, Products::kOneDnn}) {
     InpFormerNet net(referenceConfig());
     net->initTrainable(1);
     auto o = shortRun();
-    o.oneDnnProducts = oneDnn;
+    o.products = products;
     Trainer trainer(net, o);
     const auto s = trainer.step(images);
     check(std::isfinite(s.loss) && at::get_num_threads() == 2,
-          std::string("a training step gives the thread count back") + (oneDnn ? " (oneDNN products)" : " (exact)"));
+          std::string("a training step gives the thread count back (products ") + std::to_string(static_cast<int>(products)) + ")");
   }
 }
 
@@ -648,6 +711,7 @@ int main() {
     stableAdamWStep();
     stableAdamWMatchesTheReferenceOps();
     cpuProducts();
+    recordedGradientsOnOneDnn();
     bfloat16Products();
     inPlaceActivations();
     blockedAttention();

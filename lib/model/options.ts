@@ -311,9 +311,9 @@ export const FIT = {
     "the step's matrix products: 'float32', 'bfloat16' (mixed precision: bfloat16 products, float32 weights, optimizer and everything else) or 'auto' (bfloat16 where its products are fast); default the model's precision",
   ),
   matmul: def(
-    oneOf('libtorch', 'onednn'),
-    'libtorch',
-    "float32 products of the trainable layers on the CPU: 'libtorch' (the reference training trace's roundings) or 'onednn' (about 1.5x faster steps; other last bits, which a decoder ReLU score near 0 can turn into other gradients)",
+    oneOf('auto', 'libtorch', 'onednn'),
+    'auto',
+    "float32 products of the trainable layers on the CPU: 'auto' (the forward's on libtorch's BLAS, the reference's values to the bit, the gradients' on oneDNN), 'libtorch' (forward and backward: the reference's roundings throughout) or 'onednn' (forward and backward, fastest; other last bits in the forward, which a decoder ReLU score near 0 can turn into other gradients)",
   ),
   seed: def(SEED, 0, 'shuffle seed'),
   shuffle: def(boolean, true, 'shuffle the images each epoch'),

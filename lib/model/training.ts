@@ -80,13 +80,16 @@ export interface FitOptions {
   weightDecay?: number;
   gradClipNorm?: number;
   /**
-   * float32 matrix products of the trainable layers on the CPU: 'libtorch' (default; the roundings
-   * the reference training trace was made with) or 'onednn' (oneDNN's sgemm forward and backward,
-   * about 1.5x faster steps on AVX-512 CPUs; last-bit differences that a decoder ReLU score
-   * near 0 can turn into different gradients, see docs/parity.md). Inference and the frozen
-   * encoder use oneDNN either way.
+   * float32 matrix products of the trainable layers on the CPU. 'auto' (default): the forward's on
+   * libtorch's BLAS, as the reference computes them, so every forward value (each decoder ReLU
+   * score) is the reference's to the bit, and the gradients' products, twice the forward's work, on
+   * oneDNN's sgemm where libtorch has it (about 1.3x faster steps; gradients within the fixture's
+   * tolerances, docs/parity.md). 'libtorch': forward and backward on libtorch's BLAS, the
+   * reference's roundings throughout. 'onednn': forward and backward on oneDNN (about 1.8x
+   * faster steps; last-bit differences in the forward that a decoder ReLU score near 0 can turn
+   * into different gradients). Inference and the frozen encoder use oneDNN either way.
    */
-  matmul?: 'libtorch' | 'onednn';
+  matmul?: 'auto' | 'libtorch' | 'onednn';
   /**
    * The step's matrix products. 'float32' is exact to the reference trace; 'bfloat16' is mixed
    * precision: every product in bfloat16 (oneDNN's avx512_bf16 / AMX kernels, tensor cores on
@@ -190,8 +193,8 @@ export class TrainingRun implements PromiseLike<FitSummary>, AsyncIterable<FitPr
 
 /** The options that decide a run's numbers, as the training state records them. */
 function recipeOf(o: Resolved<typeof FIT>, precision: Precision): Record<string, number | boolean | string> {
-  const { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle } = o;
-  return { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle, precision };
+  const { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle, matmul } = o;
+  return { epochs, batchSize, learningRate, finalLearningRate, warmupSteps, weightDecay, gradClipNorm, seed, shuffle, precision, matmul };
 }
 
 /** fit's precision option against the model's: the precision of the run's products. */
@@ -322,7 +325,7 @@ export async function runTraining(
     const { warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm } = o;
     await ctx.native.beginTraining({
       totalSteps, warmupSteps, learningRate, finalLearningRate, weightDecay, gradClipNorm,
-      oneDnnProducts: o.matmul === 'onednn',
+      matmul: o.matmul,
       bfloat16Products: precision === 'bfloat16',
       featureCacheBytes: Math.floor(o.featureCacheMiB * 2 ** 20),
     });

@@ -86,7 +86,8 @@ export interface NativeTrainingOptions {
   finalLearningRate: number;
   weightDecay: number;
   gradClipNorm: number;
-  oneDnnProducts: boolean;
+  /** where the trainable layers' float32 CPU products run: fit's matmul */
+  matmul: 'auto' | 'libtorch' | 'onednn';
   bfloat16Products: boolean;
   /** bytes of encoder outputs kept across epochs for images trainStep names by key; 0 keeps none */
   featureCacheBytes: number;
