@@ -7,7 +7,7 @@ const path = require('node:path');
 const { InpFormer, runtime, AbortError, BusyError, InvalidArgumentError, ImageDecodeError, CheckpointError } = require('..');
 const { decodeImage, listImages } = require('inp-former/internal');
 const { native } = require('inp-former/internal');
-const { FIXTURES, maxAbsDiff, tmpdir, TOL, referenceTrace } = require('./helpers');
+const { FIXTURES, FIXTURE, FIXTURE_SIZES, maxAbsDiff, tmpdir, TOL, inputBatch, referenceTrace } = require('./helpers');
 
 const WEAVE = path.join(FIXTURES, 'datasets', 'synth-ad', 'weave');
 const tinyEncoder = { embedDim: 32, depth: 10, numHeads: 2, posGridSize: 8, seed: 3 };
@@ -74,6 +74,22 @@ test.serial("matmul 'libtorch' reproduces the trace too; the default 'auto' has 
   if (runtime().cpuGemm.startsWith('oneDNN')) {
     t.true(auto.rows.some((r, i) => r.gradNorm !== libtorch.rows[i].gradNorm), "the default's gradients are oneDNN's products, not libtorch's");
   }
+});
+
+test.serial("anomalib's bias-free extractor and decoder MLPs train under every matmul setting", async (t) => {
+  // (libtorch 1.13's autograd Function::apply fails on an undefined bias: the layers must not pass one)
+  const first = {};
+  for (const matmul of ['auto', 'libtorch', 'onednn']) {
+    const model = await InpFormer.load(path.join(FIXTURE, 'anomalib_inp_former.ckpt'), FIXTURE_SIZES);
+    t.false(model.config.network.mlpBias);
+    const events = [];
+    await model.fit([inputBatch([0, 1]), inputBatch([1, 2])], { epochs: 1, warmupSteps: 0, matmul, onProgress: (e) => e.type === 'step' && events.push(e) });
+    t.is(events.length, 2, matmul);
+    t.true(events.every((e) => Number.isFinite(e.loss) && Number.isFinite(e.gradNorm) && e.gradNorm > 0), `${matmul}: finite losses and gradients`);
+    first[matmul] = events[0].loss;
+    await model.dispose();
+  }
+  t.is(first.auto, first.libtorch, "'auto' and 'libtorch' share the forward: the same first loss");
 });
 
 test.serial("matmul 'onednn' trains the trainable layers on oneDNN's products: the trace within the cross-kernel bounds", async (t) => {
