@@ -34,10 +34,12 @@ int main(int argc, char** argv) {
   if (train) {
     model.initTrainable(0);
     TrainOptions o;  // the recipe's (lib/model/options.ts); products as fit's matmul (11th argument, default 'auto')
-    const std::string matmul = argc > 11 ? argv[11] : "auto";
-    o.products = matmul == "libtorch" ? TrainOptions::Products::kLibtorch
-                 : matmul == "onednn" ? TrainOptions::Products::kOneDnn
-                                      : TrainOptions::Products::kOneDnnGradients;
+    const auto products = trainableProductsNamed(argc > 11 ? argv[11] : "auto");
+    if (!products) {
+      std::cerr << "matmul must be auto, libtorch or onednn\n";
+      return 2;
+    }
+    o.products = *products;
     o.totalSteps = 2 + 2 * iters;
     o.warmupSteps = 1;
     o.learningRate = 1e-3;

@@ -142,6 +142,13 @@ torch::Tensor linearRows(const torch::Tensor& x, const torch::Tensor& w, const t
   return out;
 }
 
+// linearRows on x of any leading dimensions, shaped back as x with w.size(0) features.
+torch::Tensor linearOnOneDnn(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  return linearRows(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(sizes);
+}
+
 // The recorded linear layers below take "no bias" as an empty tensor (see linear).
 torch::Tensor orNone(const torch::Tensor& bias) { return bias.numel() == 0 ? torch::Tensor() : bias; }
 
@@ -155,8 +162,7 @@ torch::autograd::tensor_list linearGradients(torch::autograd::AutogradContext* c
   if (ctx->needs_input_grad(0)) {
     gx = torch::empty({g.size(0), K}, g.options());
     product('N', g, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
-    auto sizes = x.sizes().vec();
-    gx = gx.view(sizes);
+    gx = gx.view(x.sizes());
   }
   if (ctx->needs_input_grad(1)) {
     gw = torch::empty({N, K}, g.options());
@@ -174,9 +180,7 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& bias) {
     ctx->save_for_backward({x, w});
-    auto sizes = x.sizes().vec();
-    sizes.back() = w.size(0);
-    return linearRows(x.reshape({-1, x.size(-1)}).contiguous(), w, orNone(bias)).view(sizes);
+    return linearOnOneDnn(x, w, orNone(bias));
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -300,9 +304,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
     const auto b = bias.defined() ? bias : torch::empty({0}, w.options());
     return forwardOnOneDnn ? OneDnnLinear::apply(x, w, b) : LibtorchForwardLinear::apply(x, w, b);
   }
-  auto sizes = x.sizes().vec();
-  sizes.back() = weight.size(0);
-  return linearRows(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(sizes);
+  return linearOnOneDnn(x, w, bias);
 }
 
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {

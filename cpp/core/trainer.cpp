@@ -37,6 +37,13 @@ Trainer::Trainer(InpFormerNet net, TrainOptions options)
   for (auto& p : params_) p.set_requires_grad(true);
 }
 
+std::optional<TrainOptions::Products> trainableProductsNamed(const std::string& name) {
+  if (name == "libtorch") return TrainOptions::Products::kLibtorch;
+  if (name == "auto") return TrainOptions::Products::kOneDnnGradients;
+  if (name == "onednn") return TrainOptions::Products::kOneDnn;
+  return std::nullopt;
+}
+
 double Trainer::learningRateAt(int64_t step) const {
   const auto i = step - 1;
   if (i < 0) return schedule_.empty() ? options_.learningRate : schedule_.front();

@@ -2,6 +2,9 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
+#include <string>
+
 #include "feature_cache.h"
 #include "inp_former.h"
 #include "optimizer.h"
@@ -33,6 +36,9 @@ struct TrainOptions {
   double inpLossWeight = 0.2;
   double softMiningPower = 3.0;
 };
+
+// fit's matmul names for TrainOptions::Products ('libtorch', 'auto', 'onednn'); nullopt for others.
+std::optional<TrainOptions::Products> trainableProductsNamed(const std::string& name);
 
 struct StepStats {
   int64_t step = 0;  // 1-based, over the whole run (resumes continue the count)

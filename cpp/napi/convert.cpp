@@ -197,11 +197,9 @@ TrainOptions trainOptionsFromJs(const Napi::Object& o) {
   t.finalLearningRate = number(o, "finalLearningRate");
   t.weightDecay = number(o, "weightDecay");
   t.gradClipNorm = number(o, "gradClipNorm");
-  const auto matmul = string(o, "matmul");
-  if (matmul == "libtorch") t.products = TrainOptions::Products::kLibtorch;
-  else if (matmul == "auto") t.products = TrainOptions::Products::kOneDnnGradients;
-  else if (matmul == "onednn") t.products = TrainOptions::Products::kOneDnn;
-  else typeError("matmul must be 'auto', 'libtorch' or 'onednn'");
+  const auto products = trainableProductsNamed(string(o, "matmul"));
+  if (!products) typeError("matmul must be 'auto', 'libtorch' or 'onednn'");
+  t.products = *products;
   t.bfloat16Products = boolean(o, "bfloat16Products");
   t.featureCacheBytes = integer(o, "featureCacheBytes");
   return t;
