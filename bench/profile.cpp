@@ -23,14 +23,17 @@ int main(int argc, char** argv) {
   }
   const auto arg = [&](int i) { return std::atoll(argv[i]); };
   const auto c = upstreamConfig(arg(1), arg(2), arg(3), arg(4));
-  RuntimeOptions runtime{"cpu", argc > 9 ? argv[9] : "float32", 0};
+  const std::string precision = argc > 9 ? argv[9] : "float32";
+  const bool train = argc > 10 && std::string(argv[10]) == "train";
+  // Training keeps a float32 model and takes bfloat16 as fit's precision does (mixed precision:
+  // bfloat16 products, float32 weights), as bench/side-by-side.js's training rows run it.
+  RuntimeOptions runtime{"cpu", train ? "float32" : precision, 0};
   const int threads = std::getenv("THREADS") ? std::atoi(std::getenv("THREADS")) : 2;
   at::set_num_threads(threads);
   cacheLargeTensorBlocks();  // as the addon does at load, unless INP_FORMER_TENSOR_CACHE=0
   InpFormerModel model(c, runtime);
   const auto size = arg(5), batch = arg(6), iters = arg(7);
   auto images = torch::randn({batch, 3, size, size});
-  const bool train = argc > 10 && std::string(argv[10]) == "train";
   if (train) {
     model.initTrainable(0);
     TrainOptions o;  // the recipe's (lib/model/options.ts); products as fit's matmul (11th argument, default 'auto')
@@ -40,6 +43,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.products = *products;
+    o.bfloat16Products = precision == "bfloat16";
     o.totalSteps = 2 + 2 * iters;
     o.warmupSteps = 1;
     o.learningRate = 1e-3;

@@ -3,8 +3,11 @@
 
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <strings.h>
 #include <vector>
 
@@ -25,12 +28,16 @@ struct DnnlVersion {
   const char* hash;
 };
 using VersionFn = const DnnlVersion* (*)();
+// The same for bfloat16 operands (oneDNN's bfloat16 words), C float32: gemm_bf16bf16f32.
+using GemmBf16 = int (*)(char transA, char transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+                         int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 using SetThreads = void (*)(int);
 using GetThreads = int (*)();
 
 struct OneDnn {
   Sgemm sgemm = nullptr;
+  GemmBf16 gemmBf16 = nullptr;  // only where the CPU's bfloat16 products are fast
   std::string name = "libtorch";
 };
 
@@ -41,6 +48,7 @@ const OneDnn& oneDnn() {
     if (choice != nullptr && std::strcmp(choice, "libtorch") == 0) return d;  // "sgemm": see packed_weights.cpp
     d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
     if (d.sgemm == nullptr) return d;
+    if (cpuBf16ProductsFast()) d.gemmBf16 = reinterpret_cast<GemmBf16>(symbolNearTorch("dnnl_gemm_bf16bf16f32"));
     d.name = "oneDNN";
     if (auto version = reinterpret_cast<VersionFn>(symbolNearTorch("dnnl_version"))) {
       const auto* v = version();
@@ -85,6 +93,19 @@ bool eligible(std::initializer_list<const torch::Tensor*> tensors, bool allowGra
 bool inBFloat16(const torch::Tensor& t) { return BFloat16Products::active() && t.scalar_type() == torch::kFloat; }
 torch::Tensor toBFloat16(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
 
+// Whether oneDNN's gemm_bf16bf16f32 can take these operands: dense CPU float32 or bfloat16
+// tensors (rounded to bfloat16 for it), where that product was found.
+bool eligibleInBFloat16(std::initializer_list<const torch::Tensor*> tensors) {
+  if (oneDnn().gemmBf16 == nullptr) return false;
+  for (const auto* t : tensors) {
+    if (!t->defined()) continue;
+    const auto type = t->scalar_type();
+    if (!t->device().is_cpu() || (type != torch::kFloat && type != torch::kBFloat16) || t->is_sparse() || t->is_mkldnn())
+      return false;
+  }
+  return true;
+}
+
 // A matrix's layout for sgemm: 'N' with rows `ld` apart, or 'T' (stored transposed), or none.
 struct Layout {
   char trans;
@@ -103,7 +124,7 @@ bool layoutOf(int64_t rows, int64_t cols, int64_t rowStride, int64_t colStride, 
 }
 
 void check(int status) {
-  TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+  TORCH_CHECK(status == 0, "oneDNN's product failed with status ", status);
 }
 
 // Below this many multiply-adds a product runs on one thread: waking libtorch's sleeping OpenMP
@@ -112,15 +133,22 @@ void check(int status) {
 // 7.2 on OpenBLAS (bench/fairness.js).
 constexpr int64_t kSmallProduct = int64_t{1} << 22;
 
-// One sgemm, on one thread when it is small.
-int sgemmCall(char transA, char transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float beta, float* C, int64_t ldc) {
+// One product on oneDNN, on one thread when it is small: sgemm on float32 operands,
+// gemm_bf16bf16f32 on bfloat16 ones (`type`); C is float32 either way.
+int gemmCall(torch::ScalarType type, char transA, char transB, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
+             const void* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   OpenMpThreadCap small(M * N * K < kSmallProduct ? 1 : 0);
-  return oneDnn().sgemm(transA, transB, M, N, K, 1.0F, A, lda, B, ldb, beta, C, ldc);
+  if (type == torch::kBFloat16) {
+    return oneDnn().gemmBf16(transA, transB, M, N, K, 1.0F, static_cast<const uint16_t*>(A), lda,
+                             static_cast<const uint16_t*>(B), ldb, beta, C, ldc);
+  }
+  return oneDnn().sgemm(transA, transB, M, N, K, 1.0F, static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb,
+                        beta, C, ldc);
 }
 
-// out [M, N] (+)= op(A) op(B) on contiguous row-major operands: A [M, K] ('N') or [K, M] ('T'),
-// B [K, N] ('N') or [N, K] ('T'); beta 1 accumulates onto what out holds.
+// out [M, N] (float32) (+)= op(A) op(B) on contiguous row-major operands of one type (float32 or
+// bfloat16): A [M, K] ('N') or [K, M] ('T'), B [K, N] ('N') or [N, K] ('T'); beta 1 accumulates
+// onto what out holds.
 void product(char transA, const torch::Tensor& A, char transB, const torch::Tensor& B, torch::Tensor& out, float beta) {
   const auto M = out.size(0), N = out.size(1);
   const auto K = transA == 'N' ? A.size(1) : A.size(0);
@@ -129,15 +157,18 @@ void product(char transA, const torch::Tensor& A, char transB, const torch::Tens
     if (beta == 0.0F) out.zero_();
     return;
   }
-  check(sgemmCall(transA, transB, M, N, K, A.data_ptr<float>(), A.size(1), B.data_ptr<float>(), B.size(1), beta,
-                  out.data_ptr<float>(), N));
+  check(gemmCall(A.scalar_type(), transA, transB, M, N, K, A.data_ptr(), A.size(1), B.data_ptr(), B.size(1), beta,
+                 out.data_ptr<float>(), N));
 }
 
-// y = x W^T + b on [M, K] rows, as addmm: the bias first, the product accumulated onto it.
+// y = x W^T + b on [M, K] rows, as addmm: the bias first, the product accumulated onto it. x and
+// W float32, or both bfloat16; y float32.
 torch::Tensor linearRows(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
   RECORD_FUNCTION("oneDNN sgemm (linear)", std::vector<c10::IValue>());  // named in bench/profile.js's table
   const auto M = x.size(0), N = w.size(0);
-  torch::Tensor out = bias.defined() ? bias.reshape({1, N}).expand({M, N}).contiguous() : torch::empty({M, N}, x.options());
+  const auto options = x.options().dtype(torch::kFloat);
+  torch::Tensor out = bias.defined() ? bias.to(torch::kFloat).reshape({1, N}).expand({M, N}).contiguous()
+                                     : torch::empty({M, N}, options);
   product('N', x, 'T', w, out, bias.defined() ? 1.0F : 0.0F);
   return out;
 }
@@ -153,20 +184,25 @@ torch::Tensor linearOnOneDnn(const torch::Tensor& x, const torch::Tensor& w, con
 torch::Tensor orNone(const torch::Tensor& bias) { return bias.numel() == 0 ? torch::Tensor() : bias; }
 
 // The products of a linear layer's gradients, on oneDNN: x's gradient g W and W's g^T x (rows of
-// x and g as [rows, features]).
+// x and g as [rows, features]). x and W are what the forward's product took (float32, or
+// bfloat16 under mixed precision, g then rounded to bfloat16 too); the gradients are float32,
+// the bias's summed from the float32 g.
 torch::autograd::tensor_list linearGradients(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                              const torch::Tensor& w, const torch::Tensor& gradOut) {
   const auto N = w.size(0), K = w.size(1);
-  auto g = gradOut.reshape({-1, N}).contiguous();
+  const auto g = gradOut.reshape({-1, N}).contiguous();
+  const auto gOperand = g.to(w.scalar_type());
   torch::Tensor gx, gw, gb;
   if (ctx->needs_input_grad(0)) {
     gx = torch::empty({g.size(0), K}, g.options());
-    product('N', g, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
-    gx = gx.view(x.sizes());
+    product('N', gOperand, 'N', w, gx, 0.0F);  // [M, N] x [N, K]
+    auto sizes = gradOut.sizes().vec();
+    sizes.back() = K;
+    gx = gx.view(sizes);
   }
   if (ctx->needs_input_grad(1)) {
     gw = torch::empty({N, K}, g.options());
-    product('T', g, 'N', x.reshape({-1, K}).contiguous(), gw, 0.0F);  // [N, M] x [M, K]
+    product('T', gOperand, 'N', x.reshape({-1, K}).contiguous(), gw, 0.0F);  // [N, M] x [M, K]
   }
   if (ctx->needs_input_grad(2)) gb = g.sum(0);  // false for an undefined bias
   return {gx, gw, gb};
@@ -223,6 +259,64 @@ class LibtorchForwardMatmul : public torch::autograd::Function<LibtorchForwardMa
   }
 };
 
+torch::Tensor batchedProducts(const torch::Tensor& a, const torch::Tensor& b);
+
+// The linear layer under BFloat16Products where oneDNN's gemm_bf16bf16f32 was found: x and W
+// rounded to bfloat16 (autograd's view of it: the identity, as for libtorch's .to()), the product
+// accumulated in float32 onto the float32 bias and left float32, never rounded to bfloat16 and
+// widened again as libtorch's bfloat16 linear's is: fewer copies (measured 1.0-1.5x faster per
+// layer on ViT-S's, Zen 4) and a more exact result. Its gradients' products take the saved
+// bfloat16 operands and g rounded to bfloat16, results float32.
+class BFloat16Linear : public torch::autograd::Function<BFloat16Linear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& bias) {
+    const auto xb = x.to(torch::kBFloat16);
+    const auto wb = w.to(torch::kBFloat16).contiguous();
+    ctx->save_for_backward({xb, wb});
+    return linearOnOneDnn(xb, wb, orNone(bias));
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return linearGradients(ctx, saved[0], saved[1], grads[0]);
+  }
+};
+
+// batchedMatmul's product as BFloat16Linear computes a linear layer's: bfloat16 operands, float32
+// results, forward and backward.
+class BFloat16Matmul : public torch::autograd::Function<BFloat16Matmul> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+    const auto ab = a.to(torch::kBFloat16);
+    const auto bb = b.to(torch::kBFloat16);
+    ctx->save_for_backward({ab, bb});
+    return batchedProducts(ab, bb);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto g = grads[0].to(torch::kBFloat16);
+    torch::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = batchedProducts(g, saved[1].transpose(-2, -1));
+    if (ctx->needs_input_grad(1)) gb = batchedProducts(saved[0].transpose(-2, -1), g);
+    return {ga, gb};
+  }
+};
+
+// linear under BFloat16Products (or a bfloat16 weight taking float32 x): on gemm_bf16bf16f32
+// where it was found, else libtorch's bfloat16 product widened back to float32.
+torch::Tensor linearInBFloat16(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const bool recorded = torch::GradMode::is_enabled() &&
+                        (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  const bool shapesFit = weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1) &&
+                         (!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)));
+  // recorded, the gradients come back float32: only for float32 weights and biases (master weights)
+  const bool floatParameters = weight.scalar_type() == torch::kFloat && (!bias.defined() || bias.scalar_type() == torch::kFloat);
+  if (!shapesFit || !eligibleInBFloat16({&x, &weight, &bias}) || (recorded && !floatParameters))
+    return at::linear(toBFloat16(x), toBFloat16(weight), toBFloat16(bias)).to(torch::kFloat);
+  if (recorded) return BFloat16Linear::apply(x, weight, bias.defined() ? bias : torch::empty({0}, weight.options()));
+  return linearOnOneDnn(x.to(torch::kBFloat16), weight.to(torch::kBFloat16).contiguous(), bias);
+}
+
 }  // namespace
 
 // Debian's libtorch links libdnnl.so.2 / .3 and an official build may export oneDNN's symbols
@@ -275,12 +369,24 @@ OpenMpThreadCount::~OpenMpThreadCount() {
 
 std::string cpuGemmBackend() { return oneDnn().name; }
 
+bool cpuBf16ProductsFast() {
+  static const bool fast = [] {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::stringstream flags;
+    flags << cpuinfo.rdbuf();
+    const auto text = flags.str();
+    const bool isa = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
+    return at::hasMKLDNN() && isa;
+  }();
+  return fast;
+}
+
 bool inferenceAvoidsBlas() { return oneDnn().sgemm != nullptr; }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   // a bfloat16 weight (a bfloat16 model's, on the CPU) takes float32 activations in bfloat16 too
   if (inBFloat16(x) || (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kBFloat16))
-    return at::linear(toBFloat16(x), toBFloat16(weight), toBFloat16(bias)).to(torch::kFloat);
+    return linearInBFloat16(x, weight, bias);
   const bool recorded = torch::GradMode::is_enabled() &&
                         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
   auto* packs = ActivePackedWeights::current();
@@ -308,12 +414,24 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 }
 
 torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
-  if (inBFloat16(a)) return torch::matmul(toBFloat16(a), toBFloat16(b)).to(torch::kFloat);
   const bool shapesFit = a.dim() >= 3 && a.dim() == b.dim() && a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2) &&
                          a.size(-1) == b.size(-2);
-  if (!shapesFit || !eligible({&a, &b}, /*allowGrad=*/true)) return torch::matmul(a, b);
   const bool recorded = torch::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad());
+  if (inBFloat16(a)) {
+    if (!shapesFit || !eligibleInBFloat16({&a, &b})) return torch::matmul(toBFloat16(a), toBFloat16(b)).to(torch::kFloat);
+    if (recorded) return BFloat16Matmul::apply(a, b);
+    return batchedProducts(a.to(torch::kBFloat16), b.to(torch::kBFloat16));
+  }
+  if (!shapesFit || !eligible({&a, &b}, /*allowGrad=*/true)) return torch::matmul(a, b);
   if (recorded) return RecordedGradientsOnOneDnn::active() ? LibtorchForwardMatmul::apply(a, b) : torch::matmul(a, b);
+  return batchedProducts(a, b);
+}
+
+namespace {
+
+// a [..., M, K] times b [..., K, N], equal batch shapes, both float32 or both bfloat16 (either
+// may be a transposed view): one oneDNN product per batch matrix, the result float32.
+torch::Tensor batchedProducts(const torch::Tensor& a, const torch::Tensor& b) {
   const auto nd = a.dim();
   const auto M = a.size(-2), K = a.size(-1), N = b.size(-1);
   Layout la{}, lb{};
@@ -328,7 +446,7 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   }
   auto outSizes = a.sizes().vec();
   outSizes.back() = N;
-  auto out = torch::empty(outSizes, a.options());
+  auto out = torch::empty(outSizes, a.options().dtype(torch::kFloat));
   int64_t batch = 1;
   for (int64_t d = 0; d < nd - 2; ++d) batch *= a.size(d);
   if (batch == 0 || M == 0 || N == 0) return out;
@@ -348,8 +466,10 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   };
   RECORD_FUNCTION("oneDNN sgemm (batched)", std::vector<c10::IValue>());
   const auto offA = offsets(A), offB = offsets(B);
-  const float* pa = A.data_ptr<float>();
-  const float* pb = B.data_ptr<float>();
+  const auto type = A.scalar_type();
+  const auto bytes = static_cast<int64_t>(A.element_size());
+  const auto* pa = static_cast<const char*>(A.data_ptr());
+  const auto* pb = static_cast<const char*>(B.data_ptr());
   float* pc = out.data_ptr<float>();
   // one product per batch matrix on each OpenMP worker (oneDNN runs single-threaded inside a
   // parallel region), each worker given at least kSmallProduct of work; a single large matrix is
@@ -357,14 +477,12 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
   const int64_t grain = std::max<int64_t>(1, kSmallProduct / std::max<int64_t>(1, M * N * K));
   at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      check(sgemmCall(la.trans, lb.trans, M, N, K, pa + offA[static_cast<size_t>(i)], la.ld, pb + offB[static_cast<size_t>(i)],
-                      lb.ld, 0.0F, pc + i * M * N, N));
+      check(gemmCall(type, la.trans, lb.trans, M, N, K, pa + offA[static_cast<size_t>(i)] * bytes, la.ld,
+                     pb + offB[static_cast<size_t>(i)] * bytes, lb.ld, 0.0F, pc + i * M * N, N));
     }
   });
   return out;
 }
-
-namespace {
 
 // Query rows per block of softmaxAttention: a head's whole matrix when the heads give every thread
 // two or more, else fewer rows so that they do. Blocks of 48 rows or fewer made its products up to
@@ -392,9 +510,16 @@ torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, c
   const auto rowMajor = [](const torch::Tensor& t, Layout& layout) {
     return layoutOf(t.size(2), t.size(3), t.stride(2), t.stride(3), layout) && layout.trans == 'N';
   };
-  const bool blocked = !inBFloat16(q) && eligible({&q, &k, &v}) && k.size(0) == B && v.size(0) == B && k.size(1) == H &&
-                       v.size(1) == H && k.size(3) == d && v.size(2) == Nk && v.size(3) == d && N > 0 && Nk > 0 && d > 0 &&
-                       rowMajor(q, lq) && rowMajor(k, lk) && rowMajor(v, lv);
+  // Under mixed precision q, k and v are rounded to bfloat16 once, whole, for gemm_bf16bf16f32,
+  // and each block's probabilities after the float32 softmax, as the unblocked path rounds them.
+  const bool mixed = inBFloat16(q);
+  const bool recording = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const bool operandsFit = mixed ? !recording && eligibleInBFloat16({&q, &k, &v}) : eligible({&q, &k, &v});
+  const bool shapesFit = k.size(0) == B && v.size(0) == B && k.size(1) == H && v.size(1) == H && k.size(3) == d &&
+                         v.size(2) == Nk && v.size(3) == d && N > 0 && Nk > 0 && d > 0;
+  const auto operand = [&](const torch::Tensor& t) { return mixed && operandsFit && shapesFit ? t.to(torch::kBFloat16) : t; };
+  const auto Q = operand(q), K = operand(k), V = operand(v);
+  const bool blocked = operandsFit && shapesFit && rowMajor(Q, lq) && rowMajor(K, lk) && rowMajor(V, lv);
   // INP_FORMER_ATTENTION=whole keeps the unblocked path, for comparisons
   static const bool wholeMatrices = [] {
     const char* choice = std::getenv("INP_FORMER_ATTENTION");
@@ -407,23 +532,28 @@ torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, c
   RECORD_FUNCTION("oneDNN attention (blocked)", std::vector<c10::IValue>());
   const int64_t rows = rowsPerBlock > 0 ? std::min(rowsPerBlock, N) : std::min(attentionRows(N, B * H), N);
   const int64_t blocks = (N + rows - 1) / rows;
+  const auto type = Q.scalar_type();
+  const auto bytes = static_cast<int64_t>(Q.element_size());
   auto out = torch::empty({B, N, H * d}, q.options());
-  const float* pq = q.data_ptr<float>();
-  const float* pk = k.data_ptr<float>();
-  const float* pv = v.data_ptr<float>();
+  const auto* pq = static_cast<const char*>(Q.data_ptr());
+  const auto* pk = static_cast<const char*>(K.data_ptr());
+  const auto* pv = static_cast<const char*>(V.data_ptr());
   float* po = out.data_ptr<float>();
   at::parallel_for(0, B * H * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto scores = torch::empty({rows, Nk}, q.options());  // this worker's, reused block after block
+    // this worker's, reused block after block
+    auto scores = torch::empty({rows, Nk}, q.options());
+    auto probabilities = mixed ? torch::empty({rows, Nk}, Q.options()) : scores;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t matrix = task / blocks, b = matrix / H, h = matrix % H;
       const int64_t first = (task % blocks) * rows, count = std::min(rows, N - first);
       auto block = scores.narrow(0, 0, count);
-      float* ps = block.data_ptr<float>();
-      check(sgemmCall('N', 'T', count, Nk, d, pq + b * q.stride(0) + h * q.stride(1) + first * lq.ld, lq.ld,
-                      pk + b * k.stride(0) + h * k.stride(1), lk.ld, 0.0F, ps, Nk));
+      check(gemmCall(type, 'N', 'T', count, Nk, d, pq + (b * Q.stride(0) + h * Q.stride(1) + first * lq.ld) * bytes, lq.ld,
+                     pk + (b * K.stride(0) + h * K.stride(1)) * bytes, lk.ld, 0.0F, block.data_ptr<float>(), Nk));
       at::_softmax_out(block, block, -1, false);
-      check(sgemmCall('N', 'N', count, d, Nk, ps, Nk, pv + b * v.stride(0) + h * v.stride(1), lv.ld, 0.0F,
-                      po + (b * N + first) * H * d + h * d, H * d));
+      auto p = probabilities.narrow(0, 0, count);
+      if (mixed) p.copy_(block);
+      check(gemmCall(type, 'N', 'N', count, d, Nk, p.data_ptr(), Nk, pv + (b * V.stride(0) + h * V.stride(1)) * bytes, lv.ld,
+                     0.0F, po + (b * N + first) * H * d + h * d, H * d));
     }
   });
   return out;

@@ -30,6 +30,10 @@ void* symbolNearTorch(const char* symbol);
 // only infer need not take turns on the compute lock that guards OpenBLAS (executor.h).
 bool inferenceAvoidsBlas();
 
+// Whether the CPU has fast bfloat16 products (avx512_bf16 or AMX) and libtorch has oneDNN to run
+// them: what precision 'auto' takes bfloat16 on. Read once; the CPU does not change.
+bool cpuBf16ProductsFast();
+
 // While one lives on a thread, linear layers that autograd records there run on oneDNN too,
 // forward and backward (training's opt-in: fit's matmul 'onednn'). Outside, they stay on
 // libtorch's products, whose roundings the reference training trace was made with.
@@ -43,10 +47,13 @@ using RecordedProductsOnOneDnn = ScopedThreadFlag<struct RecordedProductsOnOneDn
 using RecordedGradientsOnOneDnn = ScopedThreadFlag<struct RecordedGradientsOnOneDnnTag>;
 
 // While one lives on a thread, the float32 products there (linear layers and batchedMatmul,
-// recorded or not) are computed in bfloat16: operands rounded to bfloat16, libtorch's bfloat16
-// kernels (oneDNN's avx512_bf16 / AMX ones on the CPU, tensor cores on CUDA), the result back in
-// float32. Everything between products (norms, softmax, losses), the weights, their gradients
-// and the optimizer stay float32: mixed-precision training, fit's precision 'bfloat16'.
+// recorded or not) are computed in bfloat16: operands rounded to bfloat16, the result float32.
+// On a CPU with fast bfloat16 products (cpuBf16ProductsFast) they run on oneDNN's
+// gemm_bf16bf16f32, which accumulates and returns float32 (recorded layers through their own
+// autograd nodes); elsewhere on libtorch's bfloat16 kernels (tensor cores on CUDA), whose
+// bfloat16 result is widened back. Everything between products (norms, softmax, losses), the
+// weights, their gradients and the optimizer stay float32: mixed-precision training, fit's
+// precision 'bfloat16'.
 using BFloat16Products = ScopedThreadFlag<struct BFloat16ProductsTag>;
 
 // Whether libgomp's idle workers spin long before they sleep: its default (300000 rounds) or
@@ -101,8 +108,9 @@ torch::Tensor batchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
 // [B, H, N, Nk] scores (30 MB at ViT-B/392, 13 MB at ViT-S/224 batch 8) and the transposing copy
 // after them are never made. Blocks start where the sgemm's own row panels would, so the values
 // are those of the unblocked batchedMatmul / softmax / batchedMatmul (core_test checks it), which
-// it falls back to with gradients, in bfloat16, without oneDNN, or with INP_FORMER_ATTENTION=whole
-// (for comparisons). rowsPerBlock 0 chooses the blocks; other heights are for tests (one not a
+// it falls back to with gradients, without oneDNN, or with INP_FORMER_ATTENTION=whole (for
+// comparisons). Under BFloat16Products it runs blocked on gemm_bf16bf16f32 where found, each
+// block's probabilities rounded to bfloat16 as the unblocked path rounds them. rowsPerBlock 0 chooses the blocks; other heights are for tests (one not a
 // multiple of 48 rounds a few scores differently).
 torch::Tensor softmaxAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                int64_t rowsPerBlock = 0);

@@ -8,8 +8,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "anomaly_map.h"
 #include "cpu_gemm.h"
@@ -225,20 +223,6 @@ void InpFormerModel::endTraining() {
 StepStats InpFormerModel::trainStep(const torch::Tensor& batch, const std::vector<int64_t>& keys) {
   if (!trainer_) throw CoreError(codes::kInvalidArgument, "beginTraining was not called");
   return trainer_->step(toModelInput(batch), keys);
-}
-
-// bfloat16 products go through oneDNN inside libtorch, fast (and clear of OpenBLAS, whose bfloat16
-// GEMM libtorch 2.x may fall back to) with avx512_bf16 or AMX. The CPU does not change: read once.
-static bool cpuBf16ProductsFast() {
-  static const bool fast = [] {
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::stringstream flags;
-    flags << cpuinfo.rdbuf();
-    const auto text = flags.str();
-    const bool isa = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
-    return at::hasMKLDNN() && isa;
-  }();
-  return fast;
 }
 
 bool InpFormerModel::inferenceAvoidsBlas() const {
