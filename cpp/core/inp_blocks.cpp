@@ -4,9 +4,8 @@
 #include <cmath>
 
 #include "activations.h"
+#include "cosine.h"
 #include "linear.h"
-
-namespace F = torch::nn::functional;
 
 namespace inpformer {
 namespace {
@@ -83,8 +82,8 @@ InpGuidedAttentionImpl::InpGuidedAttentionImpl(int64_t dim, int64_t heads, bool 
 
 torch::Tensor InpGuidedAttentionImpl::forward(const torch::Tensor& tokens, const torch::Tensor& prototypes) {
   auto h = splitHeads(linear(q, tokens), linear(kv, prototypes), numHeads);
-  auto qn = F::normalize(h.q, F::NormalizeFuncOptions().dim(-1));
-  auto kn = F::normalize(h.k, F::NormalizeFuncOptions().dim(-1));
+  auto qn = unitVectors(h.q);
+  auto kn = unitVectors(h.k);
   auto cosine = batchedMatmul(qn, kn.transpose(-2, -1));
   if (is_training()) {
     torch::NoGradGuard noGrad;

@@ -1,13 +1,14 @@
 // losses.cpp - INP coherence loss and soft-mining cosine loss (upstream utils.py / models/uad.py).
 #include "losses.h"
 
+#include "cosine.h"
+
 namespace F = torch::nn::functional;
 
 namespace inpformer {
 
 InpCoherence inpCoherenceLoss(const torch::Tensor& tokens, const torch::Tensor& prototypes) {
-  auto distribution =
-      1.0 - F::cosine_similarity(tokens.unsqueeze(2), prototypes.unsqueeze(1), F::CosineSimilarityFuncOptions().dim(-1));
+  auto distribution = 1.0 - cosineMatrix(tokens, prototypes);
   auto [distance, index] = torch::min(distribution, 2);
   return {distance.mean(), distance, index};
 }

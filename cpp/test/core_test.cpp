@@ -19,6 +19,7 @@
 
 #include "core/activations.h"
 #include "core/anomaly_map.h"
+#include "core/cosine.h"
 #include "core/cpu_gemm.h"
 #include "core/cpu_load.h"
 #include "core/errors.h"
@@ -515,6 +516,51 @@ void topRatioScoreAsSorted() {
   }
 }
 
+// unitVectors and cosineMatrix: libtorch's forward bit for bit, gradients those of autograd through
+// libtorch's ops to within float32 rounding, clamped rows included.
+void cosineGradients() {
+  torch::manual_seed(11);
+  namespace F = torch::nn::functional;
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max()).item<double>();
+  };
+  // q as the decoder splits it (a permuted view), one row all zeros (clamped at eps)
+  auto base = torch::randn({2, 37, 4 * 16});
+  base[0][3].zero_();
+  auto x1 = base.clone().requires_grad_(true), x2 = base.clone().requires_grad_(true);
+  const auto heads = [](const torch::Tensor& t) { return t.reshape({2, 37, 4, 16}).permute({0, 2, 1, 3}); };
+  auto y1 = unitVectors(heads(x1));
+  auto y2 = F::normalize(heads(x2), F::NormalizeFuncOptions().dim(-1));
+  check(torch::equal(y1, y2), "unitVectors equals F::normalize bit for bit");
+  const auto g = torch::randn_like(y1);
+  (y1 * g).sum().backward();
+  (y2 * g).sum().backward();
+  // image 1 has no clamped row; image 0's zero row gets g / eps (1e12 scale) under both
+  check(rel(x1.grad()[1], x2.grad()[1]) < 1e-5, "its gradient is autograd's (rel " + sci(rel(x1.grad()[1], x2.grad()[1])) + ")");
+  check(rel(x1.grad()[0][3], x2.grad()[0][3]) < 1e-6 && x1.grad()[0][3].abs().max().item<double>() > 1e9,
+        "a zero row's gradient is g / eps, as autograd's");
+  // the coherence loss's tokens x prototypes
+  auto tokens = torch::randn({2, 50, 24});
+  auto p1 = torch::randn({2, 6, 24}).requires_grad_(true);
+  auto p2 = p1.detach().clone().requires_grad_(true);
+  auto t1 = tokens.clone().requires_grad_(true), t2 = tokens.clone().requires_grad_(true);
+  auto c1 = cosineMatrix(t1, p1);
+  auto c2 = F::cosine_similarity(t2.unsqueeze(2), p2.unsqueeze(1), F::CosineSimilarityFuncOptions().dim(-1));
+  check(torch::equal(c1, c2), "cosineMatrix equals F::cosine_similarity bit for bit");
+  const auto w = torch::randn_like(c1);
+  (c1 * w).sum().backward();
+  (c2 * w).sum().backward();
+  const double worst = std::max(rel(p1.grad(), p2.grad()), rel(t1.grad(), t2.grad()));
+  check(worst < 1e-5, "its gradients are autograd's (rel " + sci(worst) + ")");
+  // a zero prototype: libtorch's ops and autograd as they are
+  auto p3 = torch::zeros({2, 6, 24});
+  p3[1][2] = torch::randn({24});
+  p3.requires_grad_(true);
+  auto c3 = cosineMatrix(tokens, p3);
+  (c3 * w).sum().backward();
+  check(torch::isfinite(p3.grad()).all().item<bool>(), "near eps it keeps autograd's path (finite gradients)");
+}
+
 // Mixed precision (BFloat16Products): float32 in and out, the product of the bfloat16-rounded
 // operands, and float32 gradients reaching float32 weights through the rounding.
 void bfloat16Products() {
@@ -745,6 +791,7 @@ int main() {
     cpuProducts();
     recordedGradientsOnOneDnn();
     bfloat16Products();
+    cosineGradients();
     inPlaceActivations();
     blockedAttention();
     streamedEncoderMeans();
