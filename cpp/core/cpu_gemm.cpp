@@ -208,35 +208,39 @@ torch::autograd::tensor_list linearGradients(torch::autograd::AutogradContext* c
   return {gx, gw, gb};
 }
 
-// The linear layer for training's recorded layers under RecordedProductsOnOneDnn: the same
-// products, forward and backward, on oneDNN (libtorch's backward would send them to OpenBLAS,
-// whose spinning pool then slows the element-wise ops around them).
-class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+// A recorded linear layer whose forward saves the operands its product took (x, W) and whose
+// gradients' products run on oneDNN (linearGradients). Each layer kind below differs only in
+// its forward, and keeps its own name in libtorch's profiler.
+template <typename Layer>
+class LinearWithOneDnnGradients : public torch::autograd::Function<Layer> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
-                               const torch::Tensor& bias) {
-    ctx->save_for_backward({x, w});
-    return linearOnOneDnn(x, w, orNone(bias));
-  }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     return linearGradients(ctx, saved[0], saved[1], grads[0]);
   }
 };
 
+// The linear layer for training's recorded layers under RecordedProductsOnOneDnn: the same
+// products, forward and backward, on oneDNN (libtorch's backward would send them to OpenBLAS,
+// whose spinning pool then slows the element-wise ops around them).
+class OneDnnLinear : public LinearWithOneDnnGradients<OneDnnLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& bias) {
+    ctx->save_for_backward({x, w});
+    return linearOnOneDnn(x, w, orNone(bias));
+  }
+};
+
 // The linear layer under RecordedGradientsOnOneDnn: the forward is at::linear itself, on the
 // caller's x, so its values are libtorch's to the bit (those that the reference trace's decoder
 // ReLUs saw); the gradients' products, twice the forward's work, run on oneDNN.
-class LibtorchForwardLinear : public torch::autograd::Function<LibtorchForwardLinear> {
+class LibtorchForwardLinear : public LinearWithOneDnnGradients<LibtorchForwardLinear> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& bias) {
     ctx->save_for_backward({x, w});
     return at::linear(x, w, orNone(bias));
-  }
-  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return linearGradients(ctx, saved[0], saved[1], grads[0]);
   }
 };
 
@@ -267,7 +271,7 @@ torch::Tensor batchedProducts(const torch::Tensor& a, const torch::Tensor& b);
 // widened again as libtorch's bfloat16 linear's is: fewer copies (measured 1.0-1.5x faster per
 // layer on ViT-S's, Zen 4) and a more exact result. Its gradients' products take the saved
 // bfloat16 operands and g rounded to bfloat16, results float32.
-class BFloat16Linear : public torch::autograd::Function<BFloat16Linear> {
+class BFloat16Linear : public LinearWithOneDnnGradients<BFloat16Linear> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
                                const torch::Tensor& bias) {
@@ -275,10 +279,6 @@ class BFloat16Linear : public torch::autograd::Function<BFloat16Linear> {
     const auto wb = w.to(torch::kBFloat16).contiguous();
     ctx->save_for_backward({xb, wb});
     return linearOnOneDnn(xb, wb, orNone(bias));
-  }
-  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return linearGradients(ctx, saved[0], saved[1], grads[0]);
   }
 };
 
