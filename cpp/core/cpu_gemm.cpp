@@ -49,6 +49,13 @@ const OneDnn& oneDnn() {
     d.sgemm = reinterpret_cast<Sgemm>(symbolNearTorch("dnnl_sgemm"));
     if (d.sgemm == nullptr) return d;
     if (cpuBf16ProductsFast()) d.gemmBf16 = reinterpret_cast<GemmBf16>(symbolNearTorch("dnnl_gemm_bf16bf16f32"));
+    if (d.gemmBf16 != nullptr) {
+      // 1 x 1: a oneDNN without a kernel for this CPU answers "unimplemented"; libtorch's bfloat16
+      // products then stay
+      const uint16_t one = 0x3f80;  // 1.0 in bfloat16
+      float c = 0.0F;
+      if (d.gemmBf16('N', 'N', 1, 1, 1, 1.0F, &one, 1, &one, 1, 0.0F, &c, 1) != 0 || c != 1.0F) d.gemmBf16 = nullptr;
+    }
     d.name = "oneDNN";
     if (auto version = reinterpret_cast<VersionFn>(symbolNearTorch("dnnl_version"))) {
       const auto* v = version();
